@@ -1,0 +1,123 @@
+"""Attributes: setattr (chmod, chown, truncate, utimens), xattrs, statfs, access.
+
+Any change to a lower object copies it up first. Private overlay xattrs are invisible; a user's
+own user.overlay.X is stored escaped as user.overlay.overlay.X, as the kernel does.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+import pyfuse3
+
+from . import markers
+from .copyup import copy_up
+from .inodes import Node
+from .overlay import Overlay
+
+
+async def apply_setattr(ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
+                  fields: pyfuse3.SetattrFields, handle) -> os.stat_result:
+    upper = ov.writable
+    # truncating a lower file to 0 needs none of its data
+    await copy_up(ov, node, data=not (fields.update_size and attr.st_size == 0))
+    fd = handle.fd if handle is not None else None  # read after copy-up: it may reopen it
+    path = node.path() if node.aliases or node.ino == pyfuse3.ROOT_INODE else None
+    if fields.update_uid or fields.update_gid:
+        uid = attr.st_uid if fields.update_uid else -1
+        gid = attr.st_gid if fields.update_gid else -1
+        if path is not None:
+            upper.chown(path, uid, gid)
+        else:
+            os.fchown(_fd(fd), uid, gid)
+    if fields.update_mode:
+        mode = stat.S_IMODE(attr.st_mode)
+        if path is not None:
+            upper.chmod(path, mode)
+        else:
+            os.fchmod(_fd(fd), mode)
+    if fields.update_size:
+        _truncate(ov, node, path, fd, attr.st_size)
+    if fields.update_atime or fields.update_mtime:
+        st = ov.stat(node)
+        ns = (attr.st_atime_ns if fields.update_atime else st.st_atime_ns,
+              attr.st_mtime_ns if fields.update_mtime else st.st_mtime_ns)
+        if path is not None:
+            upper.utime(path, ns)
+        else:
+            os.utime(_fd(fd), ns=ns)
+    return ov.stat(node)
+
+
+def _fd(fd: int | None) -> int:
+    if fd is None:
+        raise FileNotFoundError(errno.ENOENT, "unlinked")
+    return fd
+
+
+def _truncate(ov: Overlay, node: Node, path: bytes | None, fd: int | None, size: int) -> None:
+    if fd is not None:
+        try:
+            os.ftruncate(fd, size)
+            return
+        except OSError as e:
+            if e.errno not in (errno.EBADF, errno.EINVAL):  # handle not open for writing
+                raise
+    if path is None:
+        raise FileNotFoundError(errno.ENOENT, "unlinked")
+    wfd = ov.upper.open(path, os.O_WRONLY)
+    try:
+        os.ftruncate(wfd, size)
+    finally:
+        os.close(wfd)
+
+
+def getxattr(ov: Overlay, node: Node, name: bytes) -> bytes:
+    if markers.from_disk_xattr(markers.to_disk_xattr(name)) is None:
+        raise OSError(errno.ENODATA, "no such attribute")
+    return ov.layer_of(node).getxattr(node.path(), markers.to_disk_xattr(name))
+
+
+def listxattr(ov: Overlay, node: Node) -> list[bytes]:
+    names = (markers.from_disk_xattr(n) for n in ov.layer_of(node).listxattr(node.path()))
+    return [n for n in names if n is not None]
+
+
+async def setxattr(ov: Overlay, node: Node, name: bytes, value: bytes, flags: int = 0) -> None:
+    await copy_up(ov, node)
+    ov.writable.setxattr(node.path(), markers.to_disk_xattr(name), value, flags)
+
+
+async def removexattr(ov: Overlay, node: Node, name: bytes) -> None:
+    # a name that is not there gives ENODATA without a copy-up, as in the kernel
+    getxattr(ov, node, name)
+    await copy_up(ov, node)
+    ov.writable.removexattr(node.path(), markers.to_disk_xattr(name))
+
+
+def statfs(ov: Overlay) -> pyfuse3.StatvfsData:
+    sv = (ov.upper or ov.lowers[0]).statvfs()
+    out = pyfuse3.StatvfsData()
+    for field in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files",
+                  "f_ffree", "f_favail"):
+        setattr(out, field, getattr(sv, field))
+    out.f_namemax = max(layer.statvfs().f_namemax for layer in [*ov.lowers, ov.upper] if layer)
+    return out
+
+
+def access(ov: Overlay, node: Node, mode: int, uid: int, groups: set[int]) -> bool:
+    """The permission check the kernel makes with default_permissions (root passes, but execute
+    needs some x bit on a non-directory)."""
+    if mode & os.W_OK and ov.upper is None:
+        raise OSError(errno.EROFS, "read-only overlay")
+    st = ov.stat(node)
+    if uid == 0:
+        return not (mode & os.X_OK) or stat.S_ISDIR(st.st_mode) or bool(st.st_mode & 0o111)
+    if uid == st.st_uid:
+        bits = (st.st_mode >> 6) & 7
+    elif st.st_gid in groups:
+        bits = (st.st_mode >> 3) & 7
+    else:
+        bits = st.st_mode & 7
+    return (bits & mode) == mode

@@ -1,0 +1,193 @@
+"""Copy-up: make a lower object writable by copying it into upper, parents first.
+
+Everything is assembled in the work dir (data, xattrs, owner, mode, times), fsync'ed, then renamed
+into place: a reader never sees a half-copied file, and a crash leaves only work-dir garbage.
+The data copy runs in a worker thread so a large file does not stall other requests; the node's
+lock serialises it against other changes of the same object.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+
+import trio
+
+from . import markers
+from .inodes import Node
+from .layers import RENAME_NOREPLACE, Layer, UpperLayer
+from .overlay import Overlay
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 30
+
+
+def ensure_upper_dir(ov: Overlay, node: Node) -> None:
+    """Copy up a directory and its missing ancestors (fast: no data, done inline)."""
+    if node.upper:
+        return
+    upper = ov.writable
+    parent = node.aliases[0][0] if node.aliases else None
+    if parent is None:
+        raise OSError(errno.ENOENT, "unlinked")
+    ensure_upper_dir(ov, parent)
+    lower = ov.lowers[node.lowers[0]]
+    path = node.path()
+    st = lower.lstat(path)
+    tmp = upper.temp_name()
+    os.mkdir(tmp, 0o700, dir_fd=upper.work_fd)
+    try:
+        _copy_meta(upper, lower, path, tmp, st)
+        _place(ov, upper, tmp, path, parent)
+    except BaseException:
+        upper.remove_in_work(tmp)
+        raise
+    node.upper = True
+
+
+async def copy_up(ov: Overlay, node: Node, data: bool = True) -> None:
+    """Copy up a non-directory (data=False: as if truncated to size 0, for O_TRUNC)."""
+    if node.upper:
+        return
+    if node.is_dir:
+        ensure_upper_dir(ov, node)
+        return
+    async with node.lock:
+        if node.upper:
+            return  # another request did it while we waited
+        upper = ov.writable
+        if not node.aliases:
+            raise OSError(errno.ENOENT, "unlinked")
+        ensure_upper_dir(ov, node.aliases[0][0])
+        lower = ov.lowers[node.lowers[0]]
+        path = node.path()
+        st = lower.lstat(path)
+        tmp = upper.temp_name()
+        try:
+            if stat.S_ISREG(st.st_mode):
+                await _copy_file(upper, lower, path, tmp, st.st_size if data else 0)
+            elif stat.S_ISLNK(st.st_mode):
+                os.symlink(lower.readlink(path), tmp, dir_fd=upper.work_fd)
+            else:
+                os.mknod(tmp, st.st_mode, st.st_rdev, dir_fd=upper.work_fd)
+            _copy_meta(upper, lower, path, tmp, st, origin=node.key)
+            # A rename while the data was copied moved the object: place it where it is now.
+            if not node.aliases:
+                raise OSError(errno.ENOENT, "unlinked during copy-up")
+            ensure_upper_dir(ov, node.aliases[0][0])
+            _place(ov, upper, tmp, node.path(), node.aliases[0][0])
+        except BaseException:
+            upper.remove_in_work(tmp)
+            raise
+        node.upper = True
+        _reopen_handles(ov, node)
+
+
+async def _copy_file(upper: UpperLayer, lower: Layer, path: bytes, tmp: bytes, size: int) -> None:
+    src = lower.open_read(path)
+    try:
+        dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600,
+                      dir_fd=upper.work_fd)
+        try:
+            if size:
+                await trio.to_thread.run_sync(copy_data, src, dst, size)
+            await trio.to_thread.run_sync(os.fsync, dst)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
+def copy_data(src: int, dst: int, size: int) -> None:
+    """Copy `size` bytes keeping holes: only the data extents are copied (SEEK_DATA/SEEK_HOLE)."""
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(src, pos, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno != errno.ENXIO:
+                raise
+            break  # only a hole is left
+        end = min(os.lseek(src, start, os.SEEK_HOLE), size)
+        _copy_range(src, dst, start, end)
+        pos = end
+    os.ftruncate(dst, size)
+
+
+def _copy_range(src: int, dst: int, start: int, end: int) -> None:
+    pos = start
+    while pos < end:
+        try:
+            n = os.copy_file_range(src, dst, min(end - pos, _CHUNK), pos, pos)
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise
+            n = _copy_plain(src, dst, pos, min(end, pos + _CHUNK))
+        if n == 0:
+            break  # the source shrank under us
+        pos += n
+
+
+def _copy_plain(src: int, dst: int, start: int, end: int) -> int:
+    pos = start
+    while pos < end:
+        buf = os.pread(src, min(end - pos, 1 << 20), pos)
+        if not buf:
+            break
+        os.pwrite(dst, buf, pos)
+        pos += len(buf)
+    return pos - start
+
+
+def _copy_meta(upper: UpperLayer, lower: Layer, path: bytes, tmp: bytes, st: os.stat_result,
+               origin: bytes | None = None) -> None:
+    """xattrs first (a later chown would drop security.capability), then owner, mode, times."""
+    wfd = upper.work_fd
+    if not stat.S_ISLNK(st.st_mode):
+        fd = os.open(tmp, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=wfd)
+        proc = f"/proc/self/fd/{fd}"
+        try:
+            for name in lower.listxattr(path):
+                if markers.copyable_xattr(name):
+                    _try_xattr(proc, name, lower.getxattr(path, name))
+            if origin is not None and stat.S_ISREG(st.st_mode):
+                _try_xattr(proc, markers.ORIGIN, origin)
+        finally:
+            os.close(fd)
+    try:
+        os.chown(tmp, st.st_uid, st.st_gid, dir_fd=wfd, follow_symlinks=False)
+    except PermissionError:
+        pass  # rootless: the copy belongs to the mounting user, as on a rootless kernel overlay
+    if not stat.S_ISLNK(st.st_mode):
+        os.chmod(tmp, stat.S_IMODE(st.st_mode), dir_fd=wfd)
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=wfd, follow_symlinks=False)
+
+
+def _try_xattr(proc: str, name: bytes, value: bytes) -> None:
+    try:
+        os.setxattr(proc, name, value)
+    except OSError as e:
+        # a trusted./security. name an unprivileged user may not set, or no xattrs on upper
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EACCES):
+            raise
+        log.debug("copy-up: xattr %r not kept: %s", name, e)
+
+
+def _place(ov: Overlay, upper: UpperLayer, tmp: bytes, path: bytes, parent: Node) -> None:
+    """Rename from work into upper, leaving the parent's times as they were (as the kernel)."""
+    ppath = parent.path()
+    pst = upper.lstat(ppath)
+    upper.from_work(tmp, path, RENAME_NOREPLACE)
+    upper.utime(ppath, (pst.st_atime_ns, pst.st_mtime_ns))
+
+
+def _reopen_handles(ov: Overlay, node: Node) -> None:
+    """Descriptors opened before the copy-up read the upper copy from now on."""
+    for handle in node.handles:
+        if handle.upper:
+            continue
+        fd = ov.upper.open(node.path(), os.O_RDONLY)
+        old, handle.fd, handle.upper = handle.fd, fd, True
+        os.close(old)

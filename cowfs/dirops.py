@@ -1,0 +1,288 @@
+"""Namespace changes: create, mkdir, mknod, symlink, link, unlink, rmdir, rename.
+
+A name that still exists in a lower is removed by putting a whiteout in its place; a new object
+over a whiteout is built in the work dir and renamed over it (a new directory is made opaque
+first, so nothing of the lower shows through). Renaming a merged or lower directory answers
+EXDEV, as kernel overlayfs does in userxattr mode (mv(1) then copies).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import Callable
+
+from . import markers
+from .copyup import copy_up, ensure_upper_dir
+from .inodes import Node
+from .layers import RENAME_EXCHANGE, RENAME_NOREPLACE, UpperLayer
+from .overlay import Overlay
+from .readdir import is_empty
+
+
+class Creds:
+    """Who a new object belongs to: only a daemon started by root can (and must) give it away."""
+
+    def __init__(self, uid: int, gid: int):
+        self.uid = uid
+        self.gid = gid
+
+
+def _owner(ov: Overlay, parent_path: bytes, creds: Creds) -> tuple[int, int] | None:
+    if not ov.am_root:
+        return None
+    pst = ov.upper.lstat(parent_path)
+    gid = pst.st_gid if pst.st_mode & stat.S_ISGID else creds.gid
+    return creds.uid, gid
+
+
+def make(ov: Overlay, parent: Node, name: bytes, creds: Creds | None,
+         build: Callable[[int, bytes], int | None]) -> int | None:
+    """Create a new entry with `build(dir_fd, name)` (returns an fd or None); creds None keeps
+    the owner build gave it (a hard link)."""
+    upper = ov.writable
+    if ov.resolve(parent, name) is not None:
+        raise FileExistsError(errno.EEXIST, "exists")
+    ensure_upper_dir(ov, parent)
+    path = parent.child_path(name)
+    old = upper.try_lstat(path)
+    over_whiteout = old is not None and markers.is_whiteout(old)
+    if over_whiteout:
+        dirfd, rel = upper.work_fd, upper.temp_name()
+    else:
+        dirfd, rel = upper.fd, path
+    fd = build(dirfd, rel)
+    try:
+        owner = _owner(ov, parent.path(), creds) if creds is not None else None
+        if owner is not None:
+            os.chown(rel, *owner, dir_fd=dirfd, follow_symlinks=False)
+        if over_whiteout:
+            _replace_whiteout(upper, rel, path)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        if over_whiteout:
+            upper.remove_in_work(rel)
+        else:
+            _remove_new(upper, path)
+        raise
+    return fd
+
+
+def _replace_whiteout(upper: UpperLayer, tmp: bytes, path: bytes) -> None:
+    st = os.stat(tmp, dir_fd=upper.work_fd, follow_symlinks=False)
+    if stat.S_ISDIR(st.st_mode):
+        # A directory cannot be renamed over a device: mark it opaque, swap, drop the whiteout.
+        _set_opaque_in_work(upper, tmp)
+        upper.from_work(tmp, path, RENAME_EXCHANGE)
+        upper.remove_in_work(tmp)
+    else:
+        upper.from_work(tmp, path)
+
+
+def _set_opaque_in_work(upper: UpperLayer, tmp: bytes) -> None:
+    fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=upper.work_fd)
+    try:
+        os.setxattr(fd, markers.OPAQUE, b"y")
+    finally:
+        os.close(fd)
+
+
+def _remove_new(upper: UpperLayer, path: bytes) -> None:
+    try:
+        if stat.S_ISDIR(upper.lstat(path).st_mode):
+            upper.rmdir(path)
+        else:
+            upper.unlink(path)
+    except OSError:
+        pass
+
+
+def create_file(ov: Overlay, parent: Node, name: bytes, mode: int, flags: int,
+                creds: Creds) -> tuple[Node, int]:
+    flags = (flags | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW) & ~os.O_NOCTTY
+    fd = make(ov, parent, name, creds, lambda d, n: os.open(n, flags, mode, dir_fd=d))
+    try:
+        return ov.lookup(parent, name)[0], fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def mkdir(ov: Overlay, parent: Node, name: bytes, mode: int, creds: Creds) -> Node:
+    make(ov, parent, name, creds, lambda d, n: os.mkdir(n, mode, dir_fd=d))
+    return ov.lookup(parent, name)[0]
+
+
+def mknod(ov: Overlay, parent: Node, name: bytes, mode: int, rdev: int, creds: Creds) -> Node:
+    if stat.S_ISCHR(mode) and rdev == 0:
+        raise PermissionError(errno.EPERM, "whiteouts cannot be created through the overlay")
+    make(ov, parent, name, creds, lambda d, n: os.mknod(n, mode, rdev, dir_fd=d))
+    return ov.lookup(parent, name)[0]
+
+
+def symlink(ov: Overlay, parent: Node, name: bytes, target: bytes, creds: Creds) -> Node:
+    make(ov, parent, name, creds, lambda d, n: os.symlink(target, n, dir_fd=d))
+    return ov.lookup(parent, name)[0]
+
+
+async def link(ov: Overlay, node: Node, parent: Node, name: bytes) -> Node:
+    if node.is_dir:
+        raise PermissionError(errno.EPERM, "hard link to a directory")
+    if ov.resolve(parent, name) is not None:
+        raise FileExistsError(errno.EEXIST, "exists")
+    await copy_up(ov, node)
+    src = node.path()
+    make(ov, parent, name, None, lambda d, n: os.link(
+        src, n, src_dir_fd=ov.upper.fd, dst_dir_fd=d, follow_symlinks=False))
+    ov.table.attach(node, parent, name)
+    return node
+
+
+async def unlink(ov: Overlay, parent: Node, name: bytes) -> None:
+    node = await _settled(ov, parent, name)
+    if node.is_dir:
+        raise IsADirectoryError(errno.EISDIR, "is a directory")
+    _remove(ov, parent, name, node)
+
+
+async def rmdir(ov: Overlay, parent: Node, name: bytes) -> None:
+    node = await _settled(ov, parent, name)
+    if not node.is_dir:
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory")
+    if not is_empty(ov, node):
+        raise OSError(errno.ENOTEMPTY, "directory not empty")
+    _remove(ov, parent, name, node)
+
+
+async def _settled(ov: Overlay, parent: Node, name: bytes) -> Node:
+    """The node at parent/name once no copy-up of it is running (then no await until done)."""
+    ov.writable
+    while True:
+        node = ov.child(parent, name)
+        if node is None:
+            raise FileNotFoundError(errno.ENOENT, "no such entry")
+        if not node.lock.locked():
+            return node
+        async with node.lock:
+            pass
+
+
+def _remove(ov: Overlay, parent: Node, name: bytes, node: Node) -> None:
+    upper = ov.writable
+    path = parent.child_path(name)
+    if ov.lower_positive(parent, name):
+        ensure_upper_dir(ov, parent)
+        _put_whiteout(upper, path, upper.try_lstat(path))
+    elif node.is_dir:
+        _clear_whiteouts(upper, path)
+        upper.rmdir(path)
+    else:
+        upper.unlink(path)
+    ov.table.detach(node, parent, name)
+
+
+def _put_whiteout(upper: UpperLayer, path: bytes, old: os.stat_result | None) -> None:
+    tmp = upper.temp_name()
+    os.mknod(tmp, markers.WHITEOUT_MODE, 0, dir_fd=upper.work_fd)
+    try:
+        if old is None:
+            upper.from_work(tmp, path, RENAME_NOREPLACE)
+        elif stat.S_ISDIR(old.st_mode):
+            upper.from_work(tmp, path, RENAME_EXCHANGE)  # the old dir (whiteouts only) is now tmp
+        else:
+            upper.from_work(tmp, path)
+    finally:
+        upper.remove_in_work(tmp)
+
+
+def _clear_whiteouts(upper: UpperLayer, path: bytes) -> None:
+    """An upper dir that is empty in the merged view may still hold whiteouts: drop them."""
+    for name, kind in upper.listdir(path):
+        child = path + b"/" + name
+        if kind == 0 and markers.is_whiteout(upper.lstat(child)):
+            upper.unlink(child)
+
+
+async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
+                 flags: int) -> None:
+    upper = ov.writable
+    exchange = bool(flags & RENAME_EXCHANGE)
+    while True:
+        src = ov.child(pold, nold)
+        dst = ov.child(pnew, nnew)
+        _check_rename(ov, src, dst, flags)
+        if src is dst:
+            return  # two names of one object: POSIX says do nothing
+        # copy-ups may wait: afterwards look again, and act only on a settled state
+        if not src.upper or src.lock.locked():
+            await copy_up(ov, src)
+            continue
+        if dst is not None and (dst.lock.locked() or (exchange and not dst.upper)):
+            if exchange:
+                await copy_up(ov, dst)
+            else:
+                await _wait(dst)
+            continue
+        break
+    ensure_upper_dir(ov, pnew)
+    old_path, new_path = pold.child_path(nold), pnew.child_path(nnew)
+    if exchange:
+        for node, parent, name in ((src, pnew, nnew), (dst, pold, nold)):
+            if node.is_dir and ov.lower_positive(parent, name):
+                _mark_opaque(upper, node)
+        upper.rename(old_path, new_path, RENAME_EXCHANGE)
+        ov.table.move(src, (pold, nold), (pnew, nnew))
+        ov.table.move(dst, (pnew, nnew), (pold, nold))
+        return
+    whiteout_old = ov.lower_positive(pold, nold)
+    if src.is_dir and ov.lower_positive(pnew, nnew):
+        _mark_opaque(upper, src)
+    target = upper.try_lstat(new_path)
+    if target is not None and stat.S_ISDIR(target.st_mode):
+        _clear_whiteouts(upper, new_path)
+    if src.is_dir and target is not None and markers.is_whiteout(target):
+        # a directory cannot replace a device: swap, then the old name holds the whiteout
+        upper.rename(old_path, new_path, RENAME_EXCHANGE)
+        if not whiteout_old:
+            upper.unlink(old_path)
+    else:
+        upper.rename(old_path, new_path)
+        if whiteout_old:
+            _put_whiteout(upper, old_path, None)
+    if dst is not None:
+        ov.table.detach(dst, pnew, nnew)
+    ov.table.move(src, (pold, nold), (pnew, nnew))
+
+
+async def _wait(node: Node) -> None:
+    async with node.lock:
+        pass
+
+
+def _check_rename(ov: Overlay, src: Node | None, dst: Node | None, flags: int) -> None:
+    if src is None:
+        raise FileNotFoundError(errno.ENOENT, "no such entry")
+    if flags & RENAME_NOREPLACE and dst is not None:
+        raise FileExistsError(errno.EEXIST, "exists")
+    if flags & RENAME_EXCHANGE:
+        if dst is None:
+            raise FileNotFoundError(errno.ENOENT, "no such entry")
+        movers = (src, dst)
+    else:
+        movers = (src,)
+        if dst is not None and dst is not src:
+            if src.is_dir and not dst.is_dir:
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory")
+            if dst.is_dir and not src.is_dir:
+                raise IsADirectoryError(errno.EISDIR, "is a directory")
+            if dst.is_dir and not is_empty(ov, dst):
+                raise OSError(errno.ENOTEMPTY, "directory not empty")
+    for node in movers:
+        if node.is_dir and node.lowers:
+            raise OSError(errno.EXDEV, "a merged or lower directory cannot move")
+
+
+def _mark_opaque(upper: UpperLayer, node: Node) -> None:
+    upper.setxattr(node.path(), markers.OPAQUE, b"y")
+    node.opaque = True

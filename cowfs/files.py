@@ -1,0 +1,66 @@
+"""Open files: the handle table, and data I/O on the real file behind each handle."""
+from __future__ import annotations
+
+import itertools
+import os
+
+import trio
+
+from .copyup import copy_up
+from .inodes import Node
+from .overlay import Overlay
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC
+# the kernel has handled these by the time open reaches us
+_DROP_FLAGS = os.O_CREAT | os.O_EXCL | os.O_NOCTTY
+
+
+class FileHandle:
+    __slots__ = ("fh", "node", "fd", "upper")
+
+    def __init__(self, fh: int, node: Node, fd: int | None, upper: bool):
+        self.fh = fh
+        self.node = node
+        self.fd = fd
+        self.upper = upper
+
+
+class Handles:
+    def __init__(self, ov: Overlay):
+        self.ov = ov
+        self.by_fh: dict[int, FileHandle] = {}
+        self._next = itertools.count(1)
+
+    def __getitem__(self, fh: int) -> FileHandle:
+        return self.by_fh[fh]
+
+    def add(self, node: Node, fd: int | None, upper: bool = True) -> FileHandle:
+        h = FileHandle(next(self._next), node, fd, upper)
+        self.by_fh[h.fh] = h
+        node.handles.add(h)
+        return h
+
+    async def open(self, node: Node, flags: int) -> FileHandle:
+        flags &= ~_DROP_FLAGS
+        if flags & _WRITE_FLAGS or (flags & os.O_ACCMODE) != os.O_RDONLY:
+            await copy_up(self.ov, node, data=not flags & os.O_TRUNC)
+        if node.upper:
+            return self.add(node, self.ov.upper.open(node.path(), flags))
+        return self.add(node, self.ov.layer_of(node).open_read(node.path()), upper=False)
+
+    def release(self, fh: int) -> None:
+        h = self.by_fh.pop(fh)
+        h.node.handles.discard(h)
+        if h.fd is not None:
+            os.close(h.fd)
+        self.ov.table.maybe_drop(h.node)
+
+    def read(self, fh: int, off: int, size: int) -> bytes:
+        return os.pread(self.by_fh[fh].fd, size, off)
+
+    def write(self, fh: int, off: int, buf: bytes) -> int:
+        return os.pwrite(self.by_fh[fh].fd, buf, off)
+
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        fd = self.by_fh[fh].fd
+        await trio.to_thread.run_sync(os.fdatasync if datasync else os.fsync, fd)

@@ -1,0 +1,174 @@
+"""The inode table: one Node per merged object the kernel knows, with exact lookup counting.
+
+A node's identity (its key) is the real object behind it: the topmost lower object for anything
+that has a lower (a copied-up file keeps its origin's key through the ORIGIN marker), else the
+upper object. st_ino, which pyfuse3 also uses as the FUSE node id, is a hash of that key, so it
+is stable for the life of the mount, survives copy-up and is the same for hardlinks.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import stat
+
+import pyfuse3
+import trio
+import xxhash
+
+log = logging.getLogger(__name__)
+
+ROOT = pyfuse3.ROOT_INODE
+
+
+class Node:
+    """A merged object. Its location is derived from its aliases, never stored as a path."""
+
+    __slots__ = ("ino", "key", "kind", "aliases", "upper", "lowers", "opaque", "nlookup",
+                 "nchild", "handles", "lock", "__weakref__")
+
+    def __init__(self, ino: int, key: bytes, kind: int):
+        self.ino = ino
+        self.key = key
+        self.kind = kind  # S_IFMT bits
+        # (parent Node, name) for every name this object is known under; a dir has at most one
+        self.aliases: list[tuple[Node, bytes]] = []
+        self.upper = False  # exists in upper at its path
+        self.lowers: tuple[int, ...] = ()  # lower layers taking part, top first
+        self.opaque = False
+        self.nlookup = 0
+        self.nchild = 0  # aliases of live nodes that name this node as parent
+        self.handles: set = set()  # open file and dir handles
+        self.lock = trio.Lock()  # held across copy-up
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind == stat.S_IFDIR
+
+    def path(self) -> bytes:
+        """Relative path in every layer ('.' for the root); ENOENT once the object is unlinked."""
+        if self.ino == ROOT:
+            return b"."
+        parts = []
+        node = self
+        while node.ino != ROOT:
+            if not node.aliases:
+                raise FileNotFoundError(errno.ENOENT, "unlinked")
+            node, name = node.aliases[0][0], node.aliases[0][1]
+            parts.append(name)
+        return b"/".join(reversed(parts))
+
+    def child_path(self, name: bytes) -> bytes:
+        return name if self.ino == ROOT else self.path() + b"/" + name
+
+    def __repr__(self) -> str:
+        return f"<Node {self.ino} {self.key} upper={self.upper} lowers={self.lowers}>"
+
+
+def ino_of(key: bytes) -> int:
+    return xxhash.xxh64_intdigest(key) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class NodeTable:
+    def __init__(self, root_key: bytes):
+        self.by_ino: dict[int, Node] = {}
+        self.by_key: dict[bytes, Node] = {}
+        self.root = Node(ROOT, root_key, stat.S_IFDIR)
+        self.root.nlookup = 1  # never forgotten
+        self._insert(self.root)
+
+    def _insert(self, node: Node) -> None:
+        self.by_ino[node.ino] = node
+        self.by_key[node.key] = node
+
+    def __getitem__(self, ino: int) -> Node:
+        try:
+            return self.by_ino[ino]
+        except KeyError:
+            log.error("request for unknown inode %d", ino)
+            raise OSError(errno.ESTALE, "stale inode") from None
+
+    def get_or_add(self, key: bytes, kind: int) -> Node:
+        node = self.by_key.get(key)
+        if node is not None and node.kind == kind:
+            return node
+        if node is not None:
+            # The real object behind the key changed type (reused inode number): re-key the old.
+            self._rekey(node)
+        ino = ino_of(key)
+        while ino <= ROOT or ino in self.by_ino:
+            ino = (ino + 1) & 0x7FFF_FFFF_FFFF_FFFF
+        node = Node(ino, key, kind)
+        self._insert(node)
+        return node
+
+    def _rekey(self, node: Node) -> None:
+        del self.by_key[node.key]
+        node.key = b"stale:%d" % node.ino
+        self.by_key[node.key] = node
+
+    def rekey(self, node: Node, key: bytes) -> None:
+        """Give a node a new identity (e.g. an upper-only file whose key follows its upper inode)."""
+        other = self.by_key.get(key)
+        if other is not None and other is not node:
+            self._rekey(other)
+        del self.by_key[node.key]
+        node.key = key
+        self.by_key[key] = node
+
+    def attach(self, node: Node, parent: Node, name: bytes) -> None:
+        """Record that `parent/name` names `node` (a directory has one name only)."""
+        alias = (parent, name)
+        if alias in node.aliases:
+            return
+        if node.is_dir:
+            for old in node.aliases:
+                self._release_parent(old[0])
+            node.aliases.clear()
+        node.aliases.append(alias)
+        parent.nchild += 1
+
+    def detach(self, node: Node, parent: Node, name: bytes) -> None:
+        try:
+            node.aliases.remove((parent, name))
+        except ValueError:
+            return
+        self._release_parent(parent)
+        self.maybe_drop(node)
+
+    def move(self, node: Node, old: tuple[Node, bytes], new: tuple[Node, bytes]) -> None:
+        if old in node.aliases:
+            node.aliases[node.aliases.index(old)] = new
+            new[0].nchild += 1
+            self._release_parent(old[0])
+        else:
+            self.attach(node, *new)
+
+    def ref(self, node: Node, n: int = 1) -> None:
+        node.nlookup += n
+
+    def forget(self, ino: int, n: int) -> None:
+        node = self.by_ino.get(ino)
+        if node is None:
+            log.error("forget of unknown inode %d", ino)
+            return
+        if n > node.nlookup:
+            log.error("lookup count underflow on inode %d (%d < %d)", ino, node.nlookup, n)
+            n = node.nlookup
+        node.nlookup -= n
+        self.maybe_drop(node)
+
+    def maybe_drop(self, node: Node) -> None:
+        """Drop a node the kernel no longer knows and nothing else refers to."""
+        if node.nlookup or node.nchild or node.handles or node.ino == ROOT:
+            return
+        if self.by_ino.get(node.ino) is node:
+            del self.by_ino[node.ino]
+        if self.by_key.get(node.key) is node:
+            del self.by_key[node.key]
+        aliases, node.aliases = node.aliases, []
+        for parent, _ in aliases:
+            self._release_parent(parent)
+
+    def _release_parent(self, parent: Node) -> None:
+        parent.nchild -= 1
+        self.maybe_drop(parent)

@@ -1,0 +1,210 @@
+"""Real directories behind the overlay, reached only through directory descriptors.
+
+Every syscall here is relative to a layer's root fd (the *at family) and never follows a symlink
+in the last component, so a path as long as the kernel accepts works and nothing escapes a layer.
+Only `UpperLayer` has methods that change anything: a write to a lower is a type error.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import stat
+
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                            ctypes.c_uint]
+
+
+def renameat2(olddirfd: int, old: bytes, newdirfd: int, new: bytes, flags: int = 0) -> None:
+    if _libc.renameat2(olddirfd, old, newdirfd, new, flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), old)
+
+
+class Layer:
+    """A read-only view of one directory tree."""
+
+    def __init__(self, path: str, index: int):
+        self.path = path
+        self.index = index
+        self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.dev = os.fstat(self.fd).st_dev
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def lstat(self, rel: bytes) -> os.stat_result:
+        return os.stat(rel, dir_fd=self.fd, follow_symlinks=False)
+
+    def try_lstat(self, rel: bytes) -> os.stat_result | None:
+        """lstat, with a missing entry (or a non-directory on the way) as None."""
+        try:
+            return os.stat(rel, dir_fd=self.fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def open(self, rel: bytes, flags: int, mode: int = 0o600) -> int:
+        return os.open(rel, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=self.fd)
+
+    def open_read(self, rel: bytes) -> int:
+        """Open for reading without touching atime where the kernel lets us (O_NOATIME)."""
+        try:
+            return self.open(rel, os.O_RDONLY | os.O_NOATIME)
+        except PermissionError:
+            return self.open(rel, os.O_RDONLY)
+
+    def listdir(self, rel: bytes) -> list[tuple[bytes, int]]:
+        """(name, d_type-like S_IFMT or 0 if unknown) for every entry of a directory."""
+        fd = self.open(rel, os.O_RDONLY | os.O_DIRECTORY | os.O_NOATIME)
+        try:
+            with os.scandir(fd) as it:
+                out = []
+                for e in it:
+                    if e.is_symlink():
+                        kind = stat.S_IFLNK
+                    elif e.is_dir(follow_symlinks=False):
+                        kind = stat.S_IFDIR
+                    elif e.is_file(follow_symlinks=False):
+                        kind = stat.S_IFREG
+                    else:
+                        kind = 0
+                    out.append((os.fsencode(e.name), kind))
+                return out
+        finally:
+            os.close(fd)
+
+    def readlink(self, rel: bytes) -> bytes:
+        return os.readlink(rel, dir_fd=self.fd)
+
+    def _xattr_target(self, rel: bytes) -> tuple[int, str]:
+        # No *at form of the xattr calls in Python: an O_PATH fd reached through /proc names the
+        # object itself, symlinks included (the passthrough_hp way).
+        fd = os.open(rel, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+        return fd, f"/proc/self/fd/{fd}"
+
+    def getxattr(self, rel: bytes, name: bytes) -> bytes:
+        fd, proc = self._xattr_target(rel)
+        try:
+            return os.getxattr(proc, name)
+        finally:
+            os.close(fd)
+
+    def try_getxattr(self, rel: bytes, name: bytes) -> bytes | None:
+        try:
+            return self.getxattr(rel, name)
+        except OSError as e:
+            if e.errno in (errno.ENODATA, errno.ENOTSUP, errno.EPERM):
+                return None
+            raise
+
+    def listxattr(self, rel: bytes) -> list[bytes]:
+        fd, proc = self._xattr_target(rel)
+        try:
+            return [os.fsencode(n) for n in os.listxattr(proc)]
+        except OSError as e:
+            if e.errno == errno.ENOTSUP:
+                return []
+            raise
+        finally:
+            os.close(fd)
+
+    def statvfs(self) -> os.statvfs_result:
+        return os.fstatvfs(self.fd)
+
+
+class UpperLayer(Layer):
+    """The writable layer, and its work dir (same filesystem) where new objects are built."""
+
+    def __init__(self, path: str, work: str):
+        super().__init__(path, -1)
+        scratch = os.path.join(work, "work")
+        os.makedirs(scratch, mode=0o700, exist_ok=True)
+        self.work_fd = os.open(scratch, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._seq = 0
+        self.clear_work()
+
+    def close(self) -> None:
+        os.close(self.work_fd)
+        super().close()
+
+    def clear_work(self) -> None:
+        """Leftovers of interrupted copy-ups are garbage: nothing refers to them."""
+        for name in os.listdir(self.work_fd):
+            _remove_tree(self.work_fd, os.fsencode(name))
+
+    def temp_name(self) -> bytes:
+        self._seq += 1
+        return b"#cowfs-%x-%x" % (os.getpid(), self._seq)
+
+    # namespace changes in upper
+    def mkdir(self, rel: bytes, mode: int) -> None:
+        os.mkdir(rel, mode, dir_fd=self.fd)
+
+    def mknod(self, rel: bytes, mode: int, rdev: int = 0) -> None:
+        os.mknod(rel, mode, rdev, dir_fd=self.fd)
+
+    def symlink(self, target: bytes, rel: bytes) -> None:
+        os.symlink(target, rel, dir_fd=self.fd)
+
+    def link(self, src: bytes, dst: bytes) -> None:
+        os.link(src, dst, src_dir_fd=self.fd, dst_dir_fd=self.fd, follow_symlinks=False)
+
+    def unlink(self, rel: bytes) -> None:
+        os.unlink(rel, dir_fd=self.fd)
+
+    def rmdir(self, rel: bytes) -> None:
+        os.rmdir(rel, dir_fd=self.fd)
+
+    def rename(self, old: bytes, new: bytes, flags: int = 0) -> None:
+        renameat2(self.fd, old, self.fd, new, flags)
+
+    def from_work(self, tmp: bytes, rel: bytes, flags: int = 0) -> None:
+        renameat2(self.work_fd, tmp, self.fd, rel, flags)
+
+    def remove_in_work(self, tmp: bytes) -> None:
+        _remove_tree(self.work_fd, tmp)
+
+    # metadata
+    def chmod(self, rel: bytes, mode: int) -> None:
+        os.chmod(rel, mode, dir_fd=self.fd)
+
+    def chown(self, rel: bytes, uid: int, gid: int) -> None:
+        os.chown(rel, uid, gid, dir_fd=self.fd, follow_symlinks=False)
+
+    def utime(self, rel: bytes, ns: tuple[int, int]) -> None:
+        os.utime(rel, ns=ns, dir_fd=self.fd, follow_symlinks=False)
+
+    def setxattr(self, rel: bytes, name: bytes, value: bytes, flags: int = 0) -> None:
+        fd, proc = self._xattr_target(rel)
+        try:
+            os.setxattr(proc, name, value, flags)
+        finally:
+            os.close(fd)
+
+    def removexattr(self, rel: bytes, name: bytes) -> None:
+        fd, proc = self._xattr_target(rel)
+        try:
+            os.removexattr(proc, name)
+        finally:
+            os.close(fd)
+
+
+def _remove_tree(dirfd: int, name: bytes) -> None:
+    try:
+        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dirfd)
+        try:
+            for child in os.listdir(fd):
+                _remove_tree(fd, os.fsencode(child))
+        finally:
+            os.close(fd)
+        os.rmdir(name, dir_fd=dirfd)
+    else:
+        os.unlink(name, dir_fd=dirfd)

@@ -1,0 +1,54 @@
+"""The on-disk markers of kernel overlayfs in its rootless ("userxattr") format, and OCI forms.
+
+- whiteout: a 0/0 character device (in upper, and in lowers that were once uppers)
+- opaque dir: xattr user.overlay.opaque = "y"
+- OCI/AUFS on lowers only: `.wh.NAME` hides NAME, `.wh..wh..opq` makes its directory opaque
+- user.overlay.* is private to the overlay: hidden from users; a user's own user.overlay.X is
+  escaped to user.overlay.overlay.X on disk, as the kernel (6.7+) does.
+"""
+from __future__ import annotations
+
+import os
+import stat
+
+OPAQUE = b"user.overlay.opaque"
+PRIVATE = b"user.overlay."
+ESCAPED = b"user.overlay.overlay."
+# cowfs's own state, under a name the kernel does not use: the identity of a copied-up file's
+# lower origin, so its st_ino stays the same after the copy-up for the life of the mount.
+ORIGIN = b"user.overlay.cowfs.origin"
+
+OCI_PREFIX = b".wh."
+OCI_OPAQUE = b".wh..wh..opq"
+
+WHITEOUT_MODE = stat.S_IFCHR | 0o000
+
+
+def is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def is_opaque_value(value: bytes | None) -> bool:
+    return value is not None and value[:1] in (b"y", b"Y")
+
+
+def to_disk_xattr(name: bytes) -> bytes:
+    """The name stored in the upper for a name a user passes through the mount."""
+    if name.startswith(PRIVATE):
+        return ESCAPED + name[len(PRIVATE):]
+    return name
+
+
+def from_disk_xattr(name: bytes) -> bytes | None:
+    """The name a user sees for a stored name; None for the overlay's private ones."""
+    if name.startswith(ESCAPED):
+        return PRIVATE + name[len(ESCAPED):]
+    if name.startswith(PRIVATE):
+        return None
+    return name
+
+
+def copyable_xattr(name: bytes) -> bool:
+    """Xattrs that copy-up carries: all but the overlay's own markers (escaped ones are the
+    user's and travel with the file)."""
+    return name.startswith(ESCAPED) or not name.startswith(PRIVATE)

@@ -1,0 +1,111 @@
+"""Lookup of a name in a merged directory: the per-layer rules of kernel overlayfs (ovl_lookup).
+
+Upper first: a whiteout hides the name, a non-directory hides every lower, a directory merges
+with the lower directories of the same name unless it is opaque. Then each lower, top first, until
+a whiteout (0/0 device or OCI `.wh.NAME`), a non-directory, or an opaque directory stops it.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+
+from . import markers
+from .layers import Layer, UpperLayer
+
+
+@dataclass(slots=True)
+class Entry:
+    kind: int  # S_IFMT
+    st: os.stat_result  # of the topmost real object
+    upper: bool
+    lowers: tuple[int, ...]  # lower layers taking part, top first
+    opaque: bool
+    key: bytes
+
+
+def _upper_key(upper: UpperLayer, path: bytes, st: os.stat_result) -> bytes:
+    origin = None
+    if stat.S_ISREG(st.st_mode):  # only files carry it (no user xattrs on symlinks)
+        origin = upper.try_getxattr(path, markers.ORIGIN)
+    return origin or b"u:%d:%d" % (st.st_dev, st.st_ino)
+
+
+def lower_key(index: int, path: bytes, st: os.stat_result) -> bytes:
+    key = b"l:%d:%d:%d" % (index, st.st_dev, st.st_ino)
+    if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+        # Lower hardlinks are separate objects in the merged view, as in kernel overlay without
+        # index=on: a copy-up breaks the link.
+        key += b":" + path
+    return key
+
+
+def lower_is_opaque(layer: Layer, path: bytes) -> bool:
+    if markers.is_opaque_value(layer.try_getxattr(path, markers.OPAQUE)):
+        return True
+    return layer.try_lstat(path + b"/" + markers.OCI_OPAQUE) is not None
+
+
+def resolve(upper: UpperLayer | None, lowers: list[Layer], parent_upper: bool,
+            parent_lowers: tuple[int, ...], path: bytes, name: bytes) -> Entry | None:
+    """What `path` (= parent path + name) is in the merged view; None if it does not exist."""
+    top: Entry | None = None
+    if parent_upper and upper is not None:
+        st = upper.try_lstat(path)
+        if st is not None:
+            if markers.is_whiteout(st):
+                return None
+            if not stat.S_ISDIR(st.st_mode):
+                return Entry(stat.S_IFMT(st.st_mode), st, True, (), False,
+                             _upper_key(upper, path, st))
+            opaque = markers.is_opaque_value(upper.try_getxattr(path, markers.OPAQUE))
+            top = Entry(stat.S_IFDIR, st, True, (), opaque,
+                        b"u:%d:%d" % (st.st_dev, st.st_ino))
+            if opaque:
+                return top
+    found = _lower_stack(lowers, parent_lowers, path, name, top is not None)
+    if not found:
+        return top
+    index, st = found[0]
+    if top is None:
+        if not stat.S_ISDIR(st.st_mode):
+            return Entry(stat.S_IFMT(st.st_mode), st, False, (index,), False,
+                         lower_key(index, path, st))
+        top = Entry(stat.S_IFDIR, st, False, (), False, b"")
+    elif not stat.S_ISDIR(st.st_mode):
+        return top  # an upper dir hides a lower non-directory
+    top.lowers = tuple(i for i, s in found)
+    top.key = lower_key(index, path, st)
+    return top
+
+
+def _lower_stack(lowers: list[Layer], parent_lowers: tuple[int, ...], path: bytes, name: bytes,
+                 below_dir: bool) -> list[tuple[int, os.stat_result]]:
+    """The lower objects at `path` that take part, top first: one non-directory, or directories."""
+    if name.startswith(markers.OCI_PREFIX):
+        return []  # OCI markers are never names in the merged view
+    found: list[tuple[int, os.stat_result]] = []
+    oci_whiteout = path[: len(path) - len(name)] + markers.OCI_PREFIX + name
+    for index in parent_lowers:
+        layer = lowers[index]
+        if layer.try_lstat(oci_whiteout) is not None:
+            break
+        st = layer.try_lstat(path)
+        if st is None:
+            continue
+        if markers.is_whiteout(st):
+            break
+        if not stat.S_ISDIR(st.st_mode):
+            if not found and not below_dir:
+                found.append((index, st))
+            break
+        found.append((index, st))
+        if lower_is_opaque(layer, path):
+            break
+    return found
+
+
+def lower_positive(lowers: list[Layer], parent_lowers: tuple[int, ...], path: bytes,
+                   name: bytes) -> bool:
+    """Whether a lower shows something at `path`, so removing it must leave a whiteout."""
+    return bool(_lower_stack(lowers, parent_lowers, path, name, False))

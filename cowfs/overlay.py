@@ -1,0 +1,106 @@
+"""The mounted overlay's state: its layers and inode table, and the lookups every operation uses."""
+from __future__ import annotations
+
+import errno
+import os
+
+import pyfuse3
+
+from . import namei
+from .config import MountConfig
+from .inodes import Node, NodeTable
+from .layers import Layer, UpperLayer
+
+
+class Overlay:
+    def __init__(self, cfg: MountConfig, timeout: float = 1.0):
+        self.lowers = [Layer(path, i) for i, path in enumerate(cfg.lowers)]
+        self.upper = UpperLayer(cfg.upper, cfg.work) if cfg.upper else None
+        self.timeout = timeout
+        self.am_root = os.geteuid() == 0
+        root_upper = self.upper is not None
+        root_opaque = root_upper and namei.markers.is_opaque_value(
+            self.upper.try_getxattr(b".", namei.markers.OPAQUE))
+        top = self.upper or self.lowers[0]
+        st = top.lstat(b".")
+        self.table = NodeTable(b"root")
+        root = self.table.root
+        root.upper = root_upper
+        root.opaque = root_opaque
+        root.lowers = () if root_opaque else tuple(range(len(self.lowers)))
+        self.root_dev = st.st_dev
+
+    def close(self) -> None:
+        for layer in self.lowers:
+            layer.close()
+        if self.upper is not None:
+            self.upper.close()
+
+    @property
+    def writable(self) -> UpperLayer:
+        if self.upper is None:
+            raise OSError(errno.EROFS, "read-only overlay")
+        return self.upper
+
+    # resolution ------------------------------------------------------------------------------
+    def resolve(self, parent: Node, name: bytes) -> namei.Entry | None:
+        if not parent.is_dir:
+            raise OSError(errno.ENOTDIR, "not a directory")
+        return namei.resolve(self.upper, self.lowers, parent.upper, parent.lowers,
+                             parent.child_path(name), name)
+
+    def lower_positive(self, parent: Node, name: bytes) -> bool:
+        return namei.lower_positive(self.lowers, parent.lowers, parent.child_path(name), name)
+
+    def node_for(self, parent: Node, name: bytes, entry: namei.Entry) -> Node:
+        """The node for a resolved entry, attached under parent/name (no lookup count taken)."""
+        node = self.table.get_or_add(entry.key, entry.kind)
+        node.upper = entry.upper
+        node.lowers = entry.lowers
+        node.opaque = entry.opaque
+        self.table.attach(node, parent, name)
+        return node
+
+    def lookup(self, parent: Node, name: bytes) -> tuple[Node, os.stat_result]:
+        entry = self.resolve(parent, name)
+        if entry is None:
+            raise OSError(errno.ENOENT, "no such entry")
+        return self.node_for(parent, name, entry), entry.st
+
+    def child(self, parent: Node, name: bytes) -> Node | None:
+        """The node currently at parent/name in the merged view, or None."""
+        entry = self.resolve(parent, name)
+        return None if entry is None else self.node_for(parent, name, entry)
+
+    # the real object behind a node -------------------------------------------------------------
+    def layer_of(self, node: Node) -> Layer:
+        return self.upper if node.upper else self.lowers[node.lowers[0]]
+
+    def stat(self, node: Node) -> os.stat_result:
+        if not node.aliases and node.ino != pyfuse3.ROOT_INODE:
+            for handle in node.handles:
+                if handle.fd is not None:
+                    return os.fstat(handle.fd)  # open but unlinked: st_nlink tells
+            raise OSError(errno.ENOENT, "unlinked")
+        return self.layer_of(node).lstat(node.path())
+
+    def attrs(self, node: Node, st: os.stat_result | None = None) -> pyfuse3.EntryAttributes:
+        if st is None:
+            st = self.stat(node)
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = node.ino
+        a.generation = 0
+        a.entry_timeout = self.timeout
+        a.attr_timeout = self.timeout
+        a.st_mode = st.st_mode
+        a.st_nlink = 1 if node.is_dir and node.lowers and node.upper else st.st_nlink
+        a.st_uid = st.st_uid
+        a.st_gid = st.st_gid
+        a.st_rdev = st.st_rdev
+        a.st_size = st.st_size
+        a.st_blksize = st.st_blksize
+        a.st_blocks = st.st_blocks
+        a.st_atime_ns = st.st_atime_ns
+        a.st_mtime_ns = st.st_mtime_ns
+        a.st_ctime_ns = st.st_ctime_ns
+        return a

@@ -1,0 +1,89 @@
+"""Merged directory listings: upper first, then each lower that takes part, each name once,
+whiteouts and the names they hide left out, OCI markers never shown."""
+from __future__ import annotations
+
+import itertools
+
+from . import markers
+from .inodes import Node
+from .layers import Layer
+from .overlay import Overlay
+
+
+class DirHandle:
+    __slots__ = ("fh", "node", "fd", "upper", "names")
+
+    def __init__(self, fh: int, node: Node):
+        self.fh = fh
+        self.node = node
+        self.fd = None  # listings are taken by path; no descriptor is held
+        self.upper = True
+        self.names: list[bytes] | None = None
+
+
+def merged_names(ov: Overlay, node: Node) -> list[bytes]:
+    path = node.path()
+    out: list[bytes] = []
+    seen: set[bytes] = set()  # shown, or hidden by a whiteout
+    if node.upper:
+        _merge_layer(ov.upper, path, out, seen, oci=False)
+    for index in node.lowers:
+        _merge_layer(ov.lowers[index], path, out, seen, oci=True)
+    return out
+
+
+def _merge_layer(layer: Layer, path: bytes, out: list[bytes], seen: set[bytes], oci: bool) -> None:
+    hidden_below: list[bytes] = []
+    for name, kind in layer.listdir(path):
+        if oci and name.startswith(markers.OCI_PREFIX):
+            if name != markers.OCI_OPAQUE:
+                hidden_below.append(name[len(markers.OCI_PREFIX):])
+            continue
+        if name in seen:
+            continue
+        seen.add(name)
+        # only character devices can be whiteouts: everything else needs no stat
+        if kind == 0 and markers.is_whiteout(layer.lstat(path + b"/" + name)):
+            continue
+        out.append(name)
+    seen.update(hidden_below)
+
+
+def is_empty(ov: Overlay, node: Node) -> bool:
+    return not merged_names(ov, node)
+
+
+class DirHandles:
+    def __init__(self, ov: Overlay):
+        self.ov = ov
+        self.by_fh: dict[int, DirHandle] = {}
+        self._next = itertools.count(1)
+
+    def open(self, node: Node) -> DirHandle:
+        if not node.is_dir:
+            raise NotADirectoryError(20, "not a directory")
+        h = DirHandle(next(self._next), node)
+        self.by_fh[h.fh] = h
+        node.handles.add(h)
+        return h
+
+    def __getitem__(self, fh: int) -> DirHandle:
+        return self.by_fh[fh]
+
+    def entries(self, fh: int, start: int):
+        """(index, name, node, stat) from `start` on; the listing is taken afresh at offset 0."""
+        h = self.by_fh[fh]
+        if start == 0 or h.names is None:
+            h.names = merged_names(self.ov, h.node)
+        for i in range(start, len(h.names)):
+            name = h.names[i]
+            entry = self.ov.resolve(h.node, name)
+            if entry is None:
+                continue  # removed since the listing was taken
+            yield i, name, self.ov.node_for(h.node, name, entry), entry.st
+
+    def release(self, fh: int) -> None:
+        h = self.by_fh.pop(fh)
+        h.node.handles.discard(h)
+        self.ov.table.maybe_drop(h.node)
+
