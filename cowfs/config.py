@@ -92,7 +92,7 @@ def _unescape_mountinfo(field_: str) -> str:
     out, i = [], 0
     while i < len(field_):
         c = field_[i]
-        if c == "\\" and i + 3 < len(field_) + 0 and field_[i + 1 : i + 4].isdigit():
+        if c == "\\" and i + 3 < len(field_) and field_[i + 1 : i + 4].isdigit():
             out.append(chr(int(field_[i + 1 : i + 4], 8)))
             i += 4
         else:
@@ -303,6 +303,23 @@ def _resolve_work(
     return real
 
 
+def check_log_file(path: str) -> str:
+    """Absolute path of a log file that can be appended to (created later, by the daemon)."""
+    real = os.path.abspath(os.path.expanduser(path))
+    if os.path.isdir(real):
+        raise UsageError(f"log file {path} is a directory")
+    if os.path.exists(real):
+        if not os.access(real, os.W_OK):
+            raise UsageError(f"log file {path} is not writable")
+    else:
+        parent = os.path.dirname(real)
+        if not os.path.isdir(parent):
+            raise UsageError(f"log file {path}: directory {parent} does not exist")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise UsageError(f"log file {path}: directory {parent} is not writable")
+    return real
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -333,7 +350,7 @@ def build_config(
     if not lowers:
         raise UsageError("no lower directory given (use --lower DIR or -o lowerdir=DIR)")
     real_lowers: list[str] = []
-    for i, lower in enumerate(lowers):
+    for lower in lowers:
         real = _require_dir("lower directory", lower)
         for prev in real_lowers:
             if real == prev:
@@ -363,8 +380,6 @@ def build_config(
     if mount_at(real_mnt, mounts) is not None:
         raise UsageError(f"mountpoint {mountpoint} is already mounted")
     real_mnt = _require_dir("mountpoint", mountpoint)
-    if mount_at(real_mnt, mounts) is not None:
-        raise UsageError(f"mountpoint {mountpoint} is already mounted")
     for what, layer in [("lower", l) for l in real_lowers] + [("upper", real_upper)]:
         if layer is not None and overlaps(real_mnt, layer):
             raise UsageError(
@@ -397,6 +412,9 @@ def build_config(
     opts = {"default_permissions", f"fsname={fsname or 'cowfs'}", f"subtype={SUBTYPE}"}
     opts.update(extra_fuse_options)
     opts.discard("rw")
+    if not is_root:
+        # fusermount3 forces nosuid,nodev for users and warns about these; leave them out
+        opts.difference_update({"suid", "dev"})
     if read_only or real_upper is None:
         opts.add("ro")
     if allow_other:

@@ -50,16 +50,17 @@ class Layer:
     def open(self, rel: bytes, flags: int, mode: int = 0o600) -> int:
         return os.open(rel, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=self.fd)
 
-    def open_read(self, rel: bytes) -> int:
-        """Open for reading without touching atime where the kernel lets us (O_NOATIME)."""
+    def open_read(self, rel: bytes, flags: int = 0) -> int:
+        """Open for reading without touching atime where the kernel lets us (O_NOATIME: only
+        for the owner)."""
         try:
-            return self.open(rel, os.O_RDONLY | os.O_NOATIME)
+            return self.open(rel, flags | os.O_RDONLY | os.O_NOATIME)
         except PermissionError:
-            return self.open(rel, os.O_RDONLY)
+            return self.open(rel, flags | os.O_RDONLY)
 
     def listdir(self, rel: bytes) -> list[tuple[bytes, int]]:
         """(name, d_type-like S_IFMT or 0 if unknown) for every entry of a directory."""
-        fd = self.open(rel, os.O_RDONLY | os.O_DIRECTORY | os.O_NOATIME)
+        fd = self.open_read(rel, os.O_DIRECTORY)
         try:
             with os.scandir(fd) as it:
                 out = []
