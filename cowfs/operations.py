@@ -109,11 +109,12 @@ class CowOperations(pyfuse3.Operations):
 
     @fuse_op
     async def readdir(self, fh, start_id, token):
-        for i, name, node, st in self.dirs.entries(fh, start_id):
+        for i, name, node, st, counted in self.dirs.entries(fh, start_id):
             if not pyfuse3.readdir_reply(token, name, self.ov.attrs(node, st), i + 1):
                 self.table.maybe_drop(node)
                 break
-            self.table.ref(node)
+            if counted:
+                self.table.ref(node)
 
     @fuse_op
     async def readlink(self, inode, ctx):

@@ -71,16 +71,22 @@ class DirHandles:
         return self.by_fh[fh]
 
     def entries(self, fh: int, start: int):
-        """(index, name, node, stat) from `start` on; the listing is taken afresh at offset 0."""
+        """(offset, name, node, stat or None, counted) from `start` on. The listing is taken
+        afresh at offset 0; "." and ".." come first and take no lookup count (the kernel does
+        not count them)."""
         h = self.by_fh[fh]
         if start == 0 or h.names is None:
-            h.names = merged_names(self.ov, h.node)
+            h.names = [b".", b".."] + merged_names(self.ov, h.node)
         for i in range(start, len(h.names)):
             name = h.names[i]
+            if i < 2:
+                node = h.node if i == 0 or not h.node.aliases else h.node.aliases[0][0]
+                yield i, name, node, None, False
+                continue
             entry = self.ov.resolve(h.node, name)
             if entry is None:
                 continue  # removed since the listing was taken
-            yield i, name, self.ov.node_for(h.node, name, entry), entry.st
+            yield i, name, self.ov.node_for(h.node, name, entry), entry.st, True
 
     def release(self, fh: int) -> None:
         h = self.by_fh.pop(fh)

@@ -1,0 +1,317 @@
+"""Command line: `cowfs mount`, `cowfs umount`, and the mount.fuse3 calling convention.
+
+    cowfs mount --lower A [--lower B ...] [--upper U [--work W]] [-o OPTS] MOUNTPOINT
+    cowfs mount -o lowerdir=A:B,upperdir=U,workdir=W MOUNTPOINT
+    cowfs SOURCE MOUNTPOINT -o OPTS          (what mount.fuse3 runs for `mount -t fuse.cowfs`)
+    cowfs umount [-z] MOUNTPOINT
+
+Exit status: 0 success; 1 runtime failure (the mount could not be made, the daemon died); 2 bad
+input (one line on stderr, nothing created or mounted).
+
+-o options (comma separated; `\\,` and `\\:` escape a comma or colon inside a path, as in kernel
+overlayfs):
+  lowerdir=A:B  upperdir=U  workdir=W      the layers (like --lower/--upper/--work)
+  ro / rw                                  read-only merged view / read-write (the default)
+  debug                                    log every request (like --debug)
+  debug_fuse                               also libfuse's own per-request trace (like --debug-fuse)
+  log=FILE                                 log file of the background daemon (like --log)
+  allow_other                              let other users in (root: always on)
+  fsname=NAME                              the source shown in the mount table (default cowfs)
+  default_permissions, userxattr           accepted; always in effect
+  nosuid nodev noexec noatime sync dirsync ... (mount flags libfuse knows) passed on to the kernel
+  auto_unmount, allow_root                 passed on to libfuse
+  generic mount(8)/fstab options (defaults, auto, noauto, user, users, owner, group, nofail,
+  _netdev, relatime, strictatime, nodiratime, lazytime, iversion, x-*, comment=...) are accepted
+  and have no effect on a FUSE mount. Anything else is an error.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+
+from . import __version__
+from .config import UsageError, build_config, check_log_file
+
+PROG = "cowfs"
+COMMANDS = ("mount", "umount", "unmount")
+
+#: Mount flags libfuse 3 turns into mount(2) flags (mount_flags[] in lib/mount.c).
+FUSE_FLAGS = frozenset(
+    "suid nosuid dev nodev exec noexec async sync dirsync atime noatime".split()
+)
+#: Options passed to libfuse as they are.
+FUSE_PASSTHROUGH = frozenset({"auto_unmount", "allow_root"})
+#: Options accepted for compatibility that change nothing here: fstab/mount(8) bookkeeping that
+#: mount.fuse3 may pass on, and VFS flags libfuse 3 cannot set on a FUSE mount.
+IGNORED = frozenset(
+    (
+        "defaults auto noauto user nouser users owner group _netdev nofail silent loud "
+        "diratime nodiratime relatime norelatime strictatime nostrictatime lazytime nolazytime "
+        "iversion noiversion mand nomand symfollow default_permissions userxattr"
+    ).split()
+)
+IGNORED_PREFIXES = ("x-", "comment=")
+#: Kernel overlayfs options cowfs does not take: named in the error message.
+KERNEL_OVERLAY_ONLY = frozenset(
+    "redirect_dir index metacopy xino nfs_export volatile uuid verity".split()
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(message)
+
+
+# ---------------------------------------------------------------------------------------------
+# -o parsing
+
+
+def split_escaped(text: str, sep: str) -> list[str]:
+    """Split on `sep` not preceded by a backslash; backslash escapes are kept for unescape()."""
+    parts, cur, i = [], [], 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            cur.append(text[i : i + 2])
+            i += 2
+            continue
+        if c == sep:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    parts.append("".join(cur))
+    return parts
+
+
+def unescape(text: str) -> str:
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text):
+            out.append(text[i + 1])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+@dataclass
+class MountOptions:
+    """What -o said. None means 'not given'."""
+
+    lowers: list[str] | None = None
+    upper: str | None = None
+    work: str | None = None
+    read_only: bool | None = None
+    debug: bool = False
+    debug_fuse: bool = False
+    allow_other: bool = False
+    log: str | None = None
+    fsname: str | None = None
+    fuse: set[str] = field(default_factory=set)
+    ignored: list[str] = field(default_factory=list)
+
+
+def parse_o_options(groups: list[str]) -> MountOptions:
+    """Parse the -o arguments (each a comma separated list). Raise UsageError on a bad one."""
+    mo = MountOptions()
+    seen: set[str] = set()
+    for group in groups:
+        for raw in split_escaped(group, ","):
+            if raw == "":
+                continue
+            key, eq, value = raw.partition("=")
+            if key in ("lowerdir", "upperdir", "workdir"):
+                if not eq:
+                    raise UsageError(f"option {key} needs a value ({key}=DIR)")
+                if key in seen:
+                    raise UsageError(f"option {key} given twice")
+                seen.add(key)
+                if key == "lowerdir":
+                    if value == "":
+                        raise UsageError("option lowerdir is empty")
+                    if "::" in value.replace("\\:", ""):
+                        raise UsageError("data-only lower layers (lowerdir=A::B) are not supported")
+                    parts = split_escaped(value, ":")
+                    if any(p == "" for p in parts):
+                        raise UsageError(f"option lowerdir={value} has an empty directory")
+                    mo.lowers = [unescape(p) for p in parts]
+                elif value == "":
+                    raise UsageError(f"option {key} is empty")
+                elif key == "upperdir":
+                    mo.upper = unescape(value)
+                else:
+                    mo.work = unescape(value)
+            elif raw == "ro":
+                mo.read_only = True
+            elif raw == "rw":
+                mo.read_only = False
+            elif raw == "debug":
+                mo.debug = True
+            elif raw == "debug_fuse":
+                mo.debug = mo.debug_fuse = True
+            elif raw == "allow_other":
+                mo.allow_other = True
+            elif key == "log" and eq:
+                if value == "":
+                    raise UsageError("option log is empty")
+                mo.log = unescape(value)
+            elif key == "fsname" and eq:
+                mo.fsname = unescape(value)
+            elif key == "subtype" and eq:
+                if value != "cowfs":
+                    raise UsageError(f"option subtype={value}: the subtype is always cowfs")
+            elif raw in FUSE_FLAGS or raw in FUSE_PASSTHROUGH:
+                mo.fuse.add(raw)
+            elif raw in IGNORED or raw.startswith(IGNORED_PREFIXES):
+                mo.ignored.append(raw)
+            elif raw == "remount":
+                raise UsageError("remount is not supported: unmount and mount again")
+            elif key in KERNEL_OVERLAY_ONLY:
+                raise UsageError(f"unknown mount option {raw!r} (a kernel overlayfs option cowfs does not take)")
+            else:
+                raise UsageError(f"unknown mount option {raw!r}")
+    return mo
+
+
+# ---------------------------------------------------------------------------------------------
+# argument parser
+
+
+def _build_parser() -> _Parser:
+    p = _Parser(
+        prog=PROG,
+        description="cowfs: a rootless copy-on-write overlay filesystem (FUSE).",
+        epilog="mount(8) form: cowfs SOURCE MOUNTPOINT -o OPTIONS (used by mount -t fuse.cowfs)",
+    )
+    p.add_argument("--version", action="version", version=f"cowfs {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    m = sub.add_parser(
+        "mount",
+        help="mount a merged view of lower (read-only) and upper (writable) directories",
+        description=(
+            "Mount the merged view at MOUNTPOINT. Returns once the mount is live; the daemon "
+            "stays in the background (see --foreground). Without an upper the view is read-only."
+        ),
+    )
+    m.add_argument("mountpoint", metavar="MOUNTPOINT")
+    m.add_argument("--lower", action="append", metavar="DIR", default=[],
+                   help="read-only layer; repeat for more, top first")
+    m.add_argument("--upper", metavar="DIR", help="writable layer receiving every change")
+    m.add_argument("--work", metavar="DIR",
+                   help="scratch dir on the upper's filesystem (default: UPPER_PARENT/.UPPER.cowfs-work)")
+    m.add_argument("-o", dest="options", action="append", metavar="OPTS", default=[],
+                   help="comma separated mount options (lowerdir=, upperdir=, workdir=, ro, debug, ...)")
+    m.add_argument("--ro", "--read-only", dest="ro", action="store_true", help="read-only merged view")
+    m.add_argument("--allow-other", action="store_true", help="let other users use the mount")
+    m.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
+    m.add_argument("-d", "--debug", action="store_true", help="log every request")
+    m.add_argument("--debug-fuse", action="store_true", help="also print libfuse's request trace")
+    m.add_argument("--log", metavar="FILE", help="log file (background daemon; default: none)")
+    m.add_argument("--source", metavar="NAME", help="source name shown in the mount table")
+
+    u = sub.add_parser("umount", aliases=["unmount"], help="unmount a cowfs mount (fusermount3 -u)")
+    u.add_argument("mountpoint", metavar="MOUNTPOINT")
+    u.add_argument("-z", "--lazy", action="store_true", help="lazy unmount (detach even if busy)")
+    return p
+
+
+def _normalize_argv(argv: list[str]) -> list[str]:
+    """mount.fuse3 runs `cowfs SOURCE MOUNTPOINT -o OPTS`: turn that into `cowfs mount ...`."""
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        return ["mount", "--source", argv[0], *argv[1:]]
+    return argv
+
+
+def _one(what: str, flag: str | None, opt: str | None, flag_name: str, opt_name: str) -> str | None:
+    if flag is not None and opt is not None and flag != opt:
+        raise UsageError(f"conflicting {what} directories: {flag_name} {flag} and -o {opt_name}={opt}")
+    return flag if flag is not None else opt
+
+
+def _cmd_mount(args: argparse.Namespace) -> int:
+    mo = parse_o_options(args.options)
+    if args.lower and mo.lowers is not None and args.lower != mo.lowers:
+        raise UsageError("conflicting lower directories: give either --lower or -o lowerdir=, not both")
+    lowers = args.lower or mo.lowers or []
+    upper = _one("upper", args.upper, mo.upper, "--upper", "upperdir")
+    work = _one("work", args.work, mo.work, "--work", "workdir")
+    debug = args.debug or mo.debug
+    debug_fuse = args.debug_fuse or mo.debug_fuse
+    log_file = args.log or mo.log
+    if log_file is not None:
+        log_file = check_log_file(log_file)
+    fsname = mo.fsname or args.source or "cowfs"
+    read_only = args.ro or bool(mo.read_only)
+
+    cfg = build_config(
+        lowers=lowers,
+        upper=upper,
+        work=work,
+        mountpoint=args.mountpoint,
+        read_only=read_only,
+        allow_other=args.allow_other or mo.allow_other,
+        debug=debug,
+        fsname=fsname,
+        extra_fuse_options=mo.fuse,
+    )
+    from .mount import run  # noqa: PLC0415 - keeps `cowfs --help` free of pyfuse3/trio imports
+
+    return run(
+        cfg,
+        foreground=args.foreground,
+        log_file=log_file,
+        debug_fuse=debug_fuse,
+        ignored_options=tuple(mo.ignored),
+    )
+
+
+def _cmd_umount(args: argparse.Namespace) -> int:
+    from .mount import unmount  # noqa: PLC0415
+
+    unmount(args.mountpoint, lazy=args.lazy)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `cowfs` command and `python -m cowfs`. Returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from .mount import MountError  # noqa: PLC0415 - light: mount.py imports pyfuse3 lazily
+
+    try:
+        args = _build_parser().parse_args(_normalize_argv(argv))
+        if args.command is None:
+            raise UsageError("missing command: mount or umount (see cowfs --help)")
+        if args.command == "mount":
+            return _cmd_mount(args)
+        return _cmd_umount(args)
+    except UsageError as e:
+        _say(str(e))
+        return 2
+    except MountError as e:
+        _say(str(e))
+        return 1
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+
+
+def _say(msg: str) -> None:
+    # exactly one line, whatever the message holds
+    line = " ".join(msg.split("\n")).strip()
+    try:
+        sys.stderr.write(f"{PROG}: {line}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
