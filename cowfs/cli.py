@@ -27,7 +27,6 @@ overlayfs):
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass, field
 
@@ -174,7 +173,9 @@ def parse_o_options(groups: list[str]) -> MountOptions:
             elif raw == "remount":
                 raise UsageError("remount is not supported: unmount and mount again")
             elif key in KERNEL_OVERLAY_ONLY:
-                raise UsageError(f"unknown mount option {raw!r} (a kernel overlayfs option cowfs does not take)")
+                raise UsageError(
+                    f"unknown mount option {raw!r} (a kernel overlayfs option cowfs does not take)"
+                )
             else:
                 raise UsageError(f"unknown mount option {raw!r}")
     return mo
@@ -206,10 +207,13 @@ def _build_parser() -> _Parser:
                    help="read-only layer; repeat for more, top first")
     m.add_argument("--upper", metavar="DIR", help="writable layer receiving every change")
     m.add_argument("--work", metavar="DIR",
-                   help="scratch dir on the upper's filesystem (default: UPPER_PARENT/.UPPER.cowfs-work)")
+                   help="scratch dir on the upper's filesystem "
+                   "(default: UPPER_PARENT/.UPPER.cowfs-work)")
     m.add_argument("-o", dest="options", action="append", metavar="OPTS", default=[],
-                   help="comma separated mount options (lowerdir=, upperdir=, workdir=, ro, debug, ...)")
-    m.add_argument("--ro", "--read-only", dest="ro", action="store_true", help="read-only merged view")
+                   help="comma separated mount options "
+                   "(lowerdir=, upperdir=, workdir=, ro, debug, ...)")
+    m.add_argument("--ro", "--read-only", dest="ro", action="store_true",
+                   help="read-only merged view")
     m.add_argument("--allow-other", action="store_true", help="let other users use the mount")
     m.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
     m.add_argument("-d", "--debug", action="store_true", help="log every request")
@@ -226,20 +230,26 @@ def _build_parser() -> _Parser:
 def _normalize_argv(argv: list[str]) -> list[str]:
     """mount.fuse3 runs `cowfs SOURCE MOUNTPOINT -o OPTS`: turn that into `cowfs mount ...`."""
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        if len(argv) < 2 or argv[1].startswith("-"):
+            raise UsageError(f"unknown command {argv[0]!r} (commands: mount, umount)")
         return ["mount", "--source", argv[0], *argv[1:]]
     return argv
 
 
 def _one(what: str, flag: str | None, opt: str | None, flag_name: str, opt_name: str) -> str | None:
     if flag is not None and opt is not None and flag != opt:
-        raise UsageError(f"conflicting {what} directories: {flag_name} {flag} and -o {opt_name}={opt}")
+        raise UsageError(
+            f"conflicting {what} directories: {flag_name} {flag} and -o {opt_name}={opt}"
+        )
     return flag if flag is not None else opt
 
 
 def _cmd_mount(args: argparse.Namespace) -> int:
     mo = parse_o_options(args.options)
     if args.lower and mo.lowers is not None and args.lower != mo.lowers:
-        raise UsageError("conflicting lower directories: give either --lower or -o lowerdir=, not both")
+        raise UsageError(
+            "conflicting lower directories: give either --lower or -o lowerdir=, not both"
+        )
     lowers = args.lower or mo.lowers or []
     upper = _one("upper", args.upper, mo.upper, "--upper", "upperdir")
     work = _one("work", args.work, mo.work, "--work", "workdir")

@@ -24,7 +24,7 @@ import os
 import shutil
 import stat
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 FSTYPE = "fuse.cowfs"
 SUBTYPE = "cowfs"
@@ -86,7 +86,7 @@ class MountEntry:
 
 
 def _unescape_mountinfo(field_: str) -> str:
-    # The kernel escapes space, tab, newline and backslash as \ooo (mangle() in fs/proc_namespace.c).
+    # The kernel escapes space, tab, newline and backslash as \ooo (fs/proc_namespace.c).
     if "\\" not in field_:
         return field_
     out, i = [], 0
@@ -141,7 +141,7 @@ def mount_of(path: str, mounts: Sequence[MountEntry] | None = None) -> MountEntr
     best, best_len = None, -1
     for m in mounts:
         mp = m.mountpoint
-        if path == mp or mp == "/" or path.startswith(mp + "/"):
+        if mp in (path, "/") or path.startswith(mp + "/"):
             if len(mp) >= best_len:  # >=: a later mount on the same point covers the earlier
                 best, best_len = m, len(mp)
     return best
@@ -209,7 +209,9 @@ def check_fuse_available(is_root: bool, device: str = FUSE_DEVICE) -> None:
         fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
     except OSError as e:
         hint = " (it must be mode 0666: ask root to chmod 666 /dev/fuse)" if not is_root else ""
-        raise UsageError(f"cannot open {device} for reading and writing: {e.strerror}{hint}") from None
+        raise UsageError(
+            f"cannot open {device} for reading and writing: {e.strerror}{hint}"
+        ) from None
     os.close(fd)
     if not is_root and find_fusermount() is None:
         raise UsageError(f"{FUSERMOUNT} not found in PATH (install the fuse3 package)")
@@ -271,7 +273,9 @@ def _resolve_work(
         raise UsageError(f"upper directory {upper} is inside work directory {shown}")
     for lower in lowers:
         if overlaps(real, lower):
-            raise UsageError(f"work directory {shown} {_relation(real, lower)} lower directory {lower}")
+            raise UsageError(
+                f"work directory {shown} {_relation(real, lower)} lower directory {lower}"
+            )
 
     if os.path.lexists(real):
         if not os.path.isdir(real):
@@ -356,7 +360,9 @@ def build_config(
             if real == prev:
                 raise UsageError(f"lower directory {lower} is given twice")
             if overlaps(real, prev):
-                raise UsageError(f"lower directory {lower} {_relation(real, prev)} lower directory {prev}")
+                raise UsageError(
+                    f"lower directory {lower} {_relation(real, prev)} lower directory {prev}"
+                )
         real_lowers.append(real)
 
     # --- upper
@@ -366,7 +372,8 @@ def build_config(
         for lower in real_lowers:
             if overlaps(real_upper, lower):
                 raise UsageError(
-                    f"upper directory {upper} {_relation(real_upper, lower)} lower directory {lower}"
+                    f"upper directory {upper} {_relation(real_upper, lower)} "
+                    f"lower directory {lower}"
                 )
         if not read_only and not os.access(real_upper, os.W_OK | os.X_OK):
             raise UsageError(f"upper directory {upper} is not writable")
@@ -380,7 +387,7 @@ def build_config(
     if mount_at(real_mnt, mounts) is not None:
         raise UsageError(f"mountpoint {mountpoint} is already mounted")
     real_mnt = _require_dir("mountpoint", mountpoint)
-    for what, layer in [("lower", l) for l in real_lowers] + [("upper", real_upper)]:
+    for what, layer in [("lower", low) for low in real_lowers] + [("upper", real_upper)]:
         if layer is not None and overlaps(real_mnt, layer):
             raise UsageError(
                 f"mountpoint {mountpoint} {_relation(real_mnt, layer)} {what} directory {layer}: "
@@ -400,7 +407,8 @@ def build_config(
         real_work = _resolve_work(work, real_upper, real_lowers, mounts)
         if overlaps(real_mnt, real_work):
             raise UsageError(
-                f"mountpoint {mountpoint} {_relation(real_mnt, real_work)} work directory {real_work}"
+                f"mountpoint {mountpoint} {_relation(real_mnt, real_work)} "
+                f"work directory {real_work}"
             )
 
     # --- options

@@ -1,0 +1,6 @@
+"""`python -m cowfs ...`: the same as the `cowfs` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
