@@ -1,0 +1,94 @@
+# cowfs: build, test and demo. `make demo` and `make test` are all a newcomer needs.
+#
+# The venv is built from the system python (/usr/bin/python3): the tests run the filesystem as an
+# unprivileged user, who cannot execute a python living under /root. It lives in ./.venv when
+# every directory above the checkout is traversable by others, else in
+# /var/tmp/cowfs-venv-<hash of the checkout path> (override with VENV=...). `make venv` prints it.
+
+SHELL := /bin/bash
+PY ?= /usr/bin/python3
+TEST_USER ?= cowfs-test
+# hard cap for the whole pytest run, seconds (each mount/op has its own, shorter timeout)
+TEST_TIMEOUT ?= 1800
+PYTEST_ARGS ?=
+APT_PACKAGES := fuse3 libfuse3-dev pkg-config attr fuse-overlayfs gcc python3-dev python3-venv
+
+# ./.venv if others can reach it, else a world-readable place outside the checkout
+ifndef VENV
+VENV := $(shell d='$(CURDIR)'; ok=1; while [ "$$d" != / ]; do \
+	  [ $$(( 0$$(stat -Lc %a "$$d") % 2 )) = 1 ] || ok=0; d=$$(dirname "$$d"); done; \
+	  if [ $$ok = 1 ]; then echo '$(CURDIR)/.venv'; \
+	  else echo /var/tmp/cowfs-venv-$$(printf %s '$(CURDIR)' | md5sum | cut -c1-10); fi)
+endif
+IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo 1)
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: all deps venv test demo clean testenv
+
+all: venv
+
+# --- system packages -------------------------------------------------------------------------
+deps:
+	@missing=""; \
+	command -v fusermount3 >/dev/null || missing="$$missing fuse3"; \
+	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	{ command -v pkg-config >/dev/null && pkg-config --exists fuse3; } || missing="$$missing libfuse3-dev"; \
+	command -v setfattr >/dev/null || missing="$$missing attr"; \
+	command -v fuse-overlayfs >/dev/null || missing="$$missing fuse-overlayfs"; \
+	command -v gcc >/dev/null || missing="$$missing gcc"; \
+	[ -f "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)/Python.h" ] || missing="$$missing python3-dev"; \
+	$(PY) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	command -v setpriv >/dev/null && command -v unshare >/dev/null || missing="$$missing util-linux"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "cowfs: missing system packages:$$missing -- as root run: apt-get install -y$$missing"; exit 1; fi; \
+	echo "cowfs: installing$$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) $$missing
+
+# --- python venv ------------------------------------------------------------------------------
+# Dependencies are installed when pyproject.toml changes; the cowfs package itself is reinstalled
+# (non-editable, so the venv needs nothing from the checkout) on every `make venv`.
+$(VENV)/.deps-stamp: pyproject.toml
+	@echo "cowfs: venv in $(VENV)"
+	@umask 022; [ -x $(VENV)/bin/python ] || $(PY) -m venv $(VENV)
+	@umask 022; $(VENV)/bin/python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(["setuptools>=64", "wheel"] + p["dependencies"] + p["optional-dependencies"]["test"]))' > $(VENV)/requirements.txt
+	@umask 022; $(VENV)/bin/pip install -q -r $(VENV)/requirements.txt > $(VENV)/pip.log 2>&1 \
+	  || { cat $(VENV)/pip.log; exit 1; }
+	@touch $@
+
+venv: deps $(VENV)/.deps-stamp
+	@umask 022; src=$$(mktemp -d /tmp/cowfs-build.XXXXXX) && \
+	  cp -r pyproject.toml README.md cowfs "$$src"/ && \
+	  $(VENV)/bin/pip install -q --no-deps --no-build-isolation --force-reinstall "$$src" \
+	    > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; rm -rf "$$src"; exit 1; }; \
+	  rm -rf "$$src"
+	@chmod -R a+rX $(VENV)
+	@echo "cowfs: installed into $(VENV) (cowfs = $(VENV)/bin/cowfs)"
+
+# --- tests ------------------------------------------------------------------------------------
+# Root prepares what rootless FUSE needs (/dev/fuse 0666, an unprivileged user), then pytest runs
+# in a private mount namespace: every mount made by a test vanishes with it, even after a crash.
+testenv:
+	@if [ "$(IS_ROOT)" != 1 ]; then \
+	  echo "cowfs: make test needs root (kernel overlay reference mounts, /dev/fuse, test user)"; exit 1; fi
+	@chmod 666 /dev/fuse
+	@id -u $(TEST_USER) >/dev/null 2>&1 || useradd -M -s /usr/sbin/nologin $(TEST_USER)
+
+test: deps venv testenv
+	@cd '$(CURDIR)' && COWFS_TEST_USER=$(TEST_USER) timeout -k 30 $(TEST_TIMEOUT) \
+	  unshare -m --propagation private $(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc = 5 ]; then echo "make test: pytest ran no tests (exit 5): failing"; exit 1; fi; \
+	  if [ $$rc = 124 ]; then echo "make test: killed after $(TEST_TIMEOUT) s"; fi; \
+	  exit $$rc
+
+# --- demo -------------------------------------------------------------------------------------
+demo: deps venv
+	@if [ "$(IS_ROOT)" = 1 ]; then \
+	  unshare -m --propagation private $(VENV)/bin/python tools/demo.py; \
+	else $(VENV)/bin/python tools/demo.py; fi
+
+clean:
+	rm -rf .venv build *.egg-info .pytest_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	@case '$(VENV)' in /var/tmp/cowfs-venv-*) rm -rf '$(VENV)';; esac
