@@ -84,9 +84,9 @@ def listxattr(ov: Overlay, node: Node) -> list[bytes]:
     return [n for n in names if n is not None]
 
 
-async def setxattr(ov: Overlay, node: Node, name: bytes, value: bytes, flags: int = 0) -> None:
+async def setxattr(ov: Overlay, node: Node, name: bytes, value: bytes) -> None:
     await copy_up(ov, node)
-    ov.writable.setxattr(node.path(), markers.to_disk_xattr(name), value, flags)
+    ov.writable.setxattr(node.path(), markers.to_disk_xattr(name), value)
 
 
 async def removexattr(ov: Overlay, node: Node, name: bytes) -> None:

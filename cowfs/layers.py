@@ -179,10 +179,10 @@ class UpperLayer(Layer):
     def utime(self, rel: bytes, ns: tuple[int, int]) -> None:
         os.utime(rel, ns=ns, dir_fd=self.fd, follow_symlinks=False)
 
-    def setxattr(self, rel: bytes, name: bytes, value: bytes, flags: int = 0) -> None:
+    def setxattr(self, rel: bytes, name: bytes, value: bytes) -> None:
         fd, proc = self._xattr_target(rel)
         try:
-            os.setxattr(proc, name, value, flags)
+            os.setxattr(proc, name, value)
         finally:
             os.close(fd)
 
