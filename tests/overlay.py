@@ -787,6 +787,7 @@ class Context:
     uid: int
     gid: int
     impl: str = IMPL
+    lowers: tuple[str, ...] = ()
 
     def in_cowfs_upper(self, path: str | None) -> bool:
         """PATH exists in the cowfs side's upper and is not a whiteout (i.e. was copied up)."""
@@ -797,6 +798,24 @@ class Context:
         except OSError:
             return False
         return not (stat.S_ISCHR(st.st_mode) and st.st_rdev == 0)
+
+
+    def lower_hardlink(self, path: str | None) -> bool:
+        """PATH is, in the topmost lower that has it, a non-directory with other hard links, and
+        was not copied up."""
+        if path is None or self.in_cowfs_upper(path):
+            return False
+        for lower in self.lowers:
+            try:
+                st = os.lstat(os.path.join(lower, path))
+            except OSError:
+                continue
+            return not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1
+        return False
+
+
+def _lower_hardlink_ino(d: Diff, ctx: Context) -> bool:
+    return d.field.rsplit(".", 1)[-1] == "ino" and ctx.lower_hardlink(d.path)
 
 
 def _copyup_owner(d: Diff, ctx: Context) -> bool:
@@ -816,6 +835,16 @@ EXPECTED_DIFFERENCES: tuple[Expected, ...] = (
         "Copy-up: Owner). Matches only uid/gid 0 vs the test user's, for paths present in the "
         "cowfs upper.",
         _copyup_owner,
+    ),
+    Expected(
+        "lower-hardlink-ino",
+        "Kernel overlay (without index=on) shows the names of a lower hard link as one inode "
+        "until a copy-up breaks the link. FUSE has one inode per node id and pyfuse3 makes "
+        "st_ino the node id, so one inode for both names would let a write through one name "
+        "show through the other, where the kernel breaks the link. cowfs gives each such lower "
+        "name its own st_ino instead: contents and st_nlink behave as on the kernel. Matches "
+        "only the ino of a lower non-directory with st_nlink > 1 that was not copied up.",
+        _lower_hardlink_ino,
     ),
 )
 
@@ -933,7 +962,7 @@ class Pair:
     def context(self) -> Context:
         e = env()
         return Context(self.kernel_layers.upper, self.cowfs_layers.upper, e.uid, e.gid,
-                       self.impl)
+                       self.impl, tuple(self.cowfs_layers.lowers))
 
     def run(self, ops: list, *, trees: bool = True) -> Outcome:
         k = run_ops(self.kernel.mnt, ops)
