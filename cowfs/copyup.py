@@ -14,7 +14,7 @@ import stat
 
 import trio
 
-from . import markers
+from . import markers, namei
 from .inodes import Node
 from .layers import RENAME_NOREPLACE, Layer, UpperLayer
 from .overlay import Overlay
@@ -45,6 +45,7 @@ def ensure_upper_dir(ov: Overlay, node: Node) -> None:
         upper.remove_in_work(tmp)
         raise
     node.upper = True
+    ov.attrs_changed(node)  # now merged: its link count reads 1
 
 
 async def copy_up(ov: Overlay, node: Node, data: bool = True) -> None:
@@ -77,11 +78,14 @@ async def copy_up(ov: Overlay, node: Node, data: bool = True) -> None:
             if not node.aliases:
                 raise OSError(errno.ENOENT, "unlinked during copy-up")
             ensure_upper_dir(ov, node.aliases[0][0])
-            _place(ov, upper, tmp, node.path(), node.aliases[0][0])
+            path = node.path()
+            _place(ov, upper, tmp, path, node.aliases[0][0])
         except BaseException:
             upper.remove_in_work(tmp)
             raise
         node.upper = True
+        if not stat.S_ISREG(st.st_mode):
+            ov.origins[namei.upper_key(upper.lstat(path))] = node.key
         _reopen_handles(ov, node)
 
 

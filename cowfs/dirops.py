@@ -171,9 +171,11 @@ async def _settled(ov: Overlay, parent: Node, name: bytes) -> Node:
 def _remove(ov: Overlay, parent: Node, name: bytes, node: Node) -> None:
     upper = ov.writable
     path = parent.child_path(name)
+    old = upper.try_lstat(path) if parent.upper else None
+    ov.forget_origin(old)
     if ov.lower_positive(parent, name):
         ensure_upper_dir(ov, parent)
-        _put_whiteout(upper, path, upper.try_lstat(path))
+        _put_whiteout(upper, path, old)
     elif node.is_dir:
         _clear_whiteouts(upper, path)
         upper.rmdir(path)
@@ -228,17 +230,16 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
     ensure_upper_dir(ov, pnew)
     old_path, new_path = pold.child_path(nold), pnew.child_path(nnew)
     if exchange:
-        for node, parent, name in ((src, pnew, nnew), (dst, pold, nold)):
-            if node.is_dir and ov.lower_positive(parent, name):
-                _mark_opaque(upper, node)
+        _opaque_if_merged(upper, src, pnew)
+        _opaque_if_merged(upper, dst, pold)
         upper.rename(old_path, new_path, RENAME_EXCHANGE)
         ov.table.move(src, (pold, nold), (pnew, nnew))
         ov.table.move(dst, (pnew, nnew), (pold, nold))
         return
     whiteout_old = ov.lower_positive(pold, nold)
-    if src.is_dir and ov.lower_positive(pnew, nnew):
-        _mark_opaque(upper, src)
+    _opaque_if_merged(upper, src, pnew)
     target = upper.try_lstat(new_path)
+    ov.forget_origin(target)
     if target is not None and stat.S_ISDIR(target.st_mode):
         _clear_whiteouts(upper, new_path)
     if src.is_dir and target is not None and markers.is_whiteout(target):
@@ -283,6 +284,9 @@ def _check_rename(ov: Overlay, src: Node | None, dst: Node | None, flags: int) -
             raise OSError(errno.EXDEV, "a merged or lower directory cannot move")
 
 
-def _mark_opaque(upper: UpperLayer, node: Node) -> None:
-    upper.setxattr(node.path(), markers.OPAQUE, b"y")
-    node.opaque = True
+def _opaque_if_merged(upper: UpperLayer, node: Node, parent: Node) -> None:
+    """A directory (upper-only: others cannot move) that lands in a merged directory is made
+    opaque, so a lower directory of that name can never show through (the kernel's rule)."""
+    if node.is_dir and not node.opaque and parent.lowers:
+        upper.setxattr(node.path(), markers.OPAQUE, b"y")
+        node.opaque = True

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from . import markers
 from .layers import Layer, UpperLayer
 
+NAME_MAX = 255
+
 
 @dataclass(slots=True)
 class Entry:
@@ -24,11 +26,17 @@ class Entry:
     key: bytes
 
 
-def _upper_key(upper: UpperLayer, path: bytes, st: os.stat_result) -> bytes:
-    origin = None
-    if stat.S_ISREG(st.st_mode):  # only files carry it (no user xattrs on symlinks)
-        origin = upper.try_getxattr(path, markers.ORIGIN)
-    return origin or b"u:%d:%d" % (st.st_dev, st.st_ino)
+def upper_key(st: os.stat_result) -> bytes:
+    return b"u:%d:%d" % (st.st_dev, st.st_ino)
+
+
+def _upper_key(upper: UpperLayer, path: bytes, st: os.stat_result,
+               origins: dict[bytes, bytes]) -> bytes:
+    key = upper_key(st)
+    if stat.S_ISREG(st.st_mode):
+        return upper.try_getxattr(path, markers.ORIGIN) or key
+    # no user xattrs on symlinks and special files: their origins are kept in memory
+    return origins.get(key, key)
 
 
 def lower_key(index: int, path: bytes, st: os.stat_result) -> bytes:
@@ -46,8 +54,9 @@ def lower_is_opaque(layer: Layer, path: bytes) -> bool:
     return layer.try_lstat(path + b"/" + markers.OCI_OPAQUE) is not None
 
 
-def resolve(upper: UpperLayer | None, lowers: list[Layer], parent_upper: bool,
-            parent_lowers: tuple[int, ...], path: bytes, name: bytes) -> Entry | None:
+def resolve(upper: UpperLayer | None, lowers: list[Layer], origins: dict[bytes, bytes],
+            parent_upper: bool, parent_lowers: tuple[int, ...], path: bytes,
+            name: bytes) -> Entry | None:
     """What `path` (= parent path + name) is in the merged view; None if it does not exist."""
     top: Entry | None = None
     if parent_upper and upper is not None:
@@ -57,10 +66,9 @@ def resolve(upper: UpperLayer | None, lowers: list[Layer], parent_upper: bool,
                 return None
             if not stat.S_ISDIR(st.st_mode):
                 return Entry(stat.S_IFMT(st.st_mode), st, True, (), False,
-                             _upper_key(upper, path, st))
+                             _upper_key(upper, path, st, origins))
             opaque = markers.is_opaque_value(upper.try_getxattr(path, markers.OPAQUE))
-            top = Entry(stat.S_IFDIR, st, True, (), opaque,
-                        b"u:%d:%d" % (st.st_dev, st.st_ino))
+            top = Entry(stat.S_IFDIR, st, True, (), opaque, upper_key(st))
             if opaque:
                 return top
     found = _lower_stack(lowers, parent_lowers, path, name, top is not None)
@@ -85,10 +93,12 @@ def _lower_stack(lowers: list[Layer], parent_lowers: tuple[int, ...], path: byte
     if name.startswith(markers.OCI_PREFIX):
         return []  # OCI markers are never names in the merged view
     found: list[tuple[int, os.stat_result]] = []
-    oci_whiteout = path[: len(path) - len(name)] + markers.OCI_PREFIX + name
+    # a name so long that `.wh.NAME` would pass NAME_MAX cannot have an OCI whiteout
+    oci_whiteout = (path[: len(path) - len(name)] + markers.OCI_PREFIX + name
+                    if len(name) + len(markers.OCI_PREFIX) <= NAME_MAX else None)
     for index in parent_lowers:
         layer = lowers[index]
-        if layer.try_lstat(oci_whiteout) is not None:
+        if oci_whiteout is not None and layer.try_lstat(oci_whiteout) is not None:
             break
         st = layer.try_lstat(path)
         if st is None:

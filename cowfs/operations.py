@@ -25,9 +25,18 @@ class CowOperations(pyfuse3.Operations):
         super().__init__()
         os.umask(0)  # the kernel has applied the caller's umask already
         self.ov = Overlay(cfg)
+        self.ov.attrs_changed = self._invalidate_attrs
         self.table = self.ov.table
         self.files = Handles(self.ov)
         self.dirs = DirHandles(self.ov)
+
+    @staticmethod
+    def _invalidate_attrs(node) -> None:
+        if node.nlookup:
+            try:
+                pyfuse3.invalidate_inode(node.ino, attr_only=True)
+            except OSError:
+                pass  # the kernel dropped it meanwhile: nothing cached
 
     def _entry(self, node) -> pyfuse3.EntryAttributes:
         a = self.ov.attrs(node)

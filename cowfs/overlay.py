@@ -17,6 +17,10 @@ class Overlay:
         self.lowers = [Layer(path, i) for i, path in enumerate(cfg.lowers)]
         self.upper = UpperLayer(cfg.upper, cfg.work) if cfg.upper else None
         self.timeout = timeout
+        # upper key -> origin key, for copied-up objects that cannot carry the ORIGIN xattr
+        self.origins: dict[bytes, bytes] = {}
+        # called when a change made attributes the kernel has cached wrong (set by the glue)
+        self.attrs_changed = lambda node: None
         self.am_root = os.geteuid() == 0
         root_upper = self.upper is not None
         root_opaque = root_upper and namei.markers.is_opaque_value(
@@ -46,8 +50,13 @@ class Overlay:
     def resolve(self, parent: Node, name: bytes) -> namei.Entry | None:
         if not parent.is_dir:
             raise OSError(errno.ENOTDIR, "not a directory")
-        return namei.resolve(self.upper, self.lowers, parent.upper, parent.lowers,
-                             parent.child_path(name), name)
+        return namei.resolve(self.upper, self.lowers, self.origins, parent.upper,
+                             parent.lowers, parent.child_path(name), name)
+
+    def forget_origin(self, st: os.stat_result | None) -> None:
+        """An upper object is going away: its inode number may be reused by an unrelated one."""
+        if st is not None and st.st_nlink == 1:
+            self.origins.pop(namei.upper_key(st), None)
 
     def lower_positive(self, parent: Node, name: bytes) -> bool:
         return namei.lower_positive(self.lowers, parent.lowers, parent.child_path(name), name)
@@ -93,7 +102,9 @@ class Overlay:
         a.entry_timeout = self.timeout
         a.attr_timeout = self.timeout
         a.st_mode = st.st_mode
-        a.st_nlink = 1 if node.is_dir and node.lowers and node.upper else st.st_nlink
+        # a merged directory's link count cannot be known cheaply: 1, as the kernel reports
+        merged = node.is_dir and len(node.lowers) + node.upper > 1
+        a.st_nlink = 1 if merged else st.st_nlink
         a.st_uid = st.st_uid
         a.st_gid = st.st_gid
         a.st_rdev = st.st_rdev

@@ -48,14 +48,25 @@ Ops (arguments in order; [x] = optional, default shown):
   rename OLD NEW [FLAGS=""]       FLAGS: "" | "NOREPLACE" | "EXCHANGE" | "WHITEOUT" (renameat2)
   link SRC DST | symlink TARGET PATH | readlink PATH
   mkfifo PATH [MODE=0o644] | mknod PATH [MODE=0o644] [KIND="c"] [MAJOR=0] [MINOR=0]
+                                  KIND: "c" "b" "p" "f" "s" (socket)
   chmod PATH MODE | chown PATH UID GID | lchown PATH UID GID   (UID/GID: int, "user", "root", -1)
   truncate PATH SIZE | utime PATH [ATIME_NS MTIME_NS]  (no times: now)
+  utimensat PATH ATIME MTIME [FOLLOW=true]   each time: ns (int) | "NOW" | "OMIT"
+  times_mark TAG PATH | times_cmp TAG PATH [FIELDS=["atime","mtime","ctime"]]  (stat,
+      following symlinks) times_cmp compares the FIELDS with those recorded by times_mark TAG:
+      {"mtime": "same"|"later"|"earlier", ...}: relations compare across mounts, times cannot
+  umask MASK -> previous mask (applies to the creates of the later ops of this run)
   setxattr PATH NAME VALUE [FLAGS=""] ("" | "CREATE" | "REPLACE") | getxattr PATH NAME
   listxattr PATH (sorted) | removexattr PATH NAME
+  lsetxattr / lgetxattr / llistxattr / lremovexattr: the same without following a symlink
   listdir PATH (sorted names) | scandir PATH (sorted [name, d_type, ino], d_ino normalized)
   statvfs PATH -> {"namemax": N} | access PATH [MODES=["F_OK"]] -> true (or errno)
   write_file PATH DATA [MODE=0o644] (O_WRONLY|O_CREAT|O_TRUNC) -> n | read_file PATH
   exists PATH -> bool (lstat) | sleep SECONDS | tree [PATH="."]
+  opendir D PATH | readdir D [N=-1] | rewinddir D | closedir D   (libc DIR streams, own names)
+    readdir reads up to N entries (-1: to the end) and returns them SORTED (the order entries
+    come in is not semantics) as [name, d_type, ino], "." and ".." included; ino normalized
+    like scandir's ("op5/name").
 tree returns the dump described in tree_dump() below.
 """
 from __future__ import annotations
@@ -75,6 +86,21 @@ SLACK_NS = 2_000_000_000
 MAX_TEXT = 4096
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _Dirent(ctypes.Structure):  # glibc struct dirent on 64-bit Linux
+    _fields_ = [("d_ino", ctypes.c_uint64), ("d_off", ctypes.c_int64),
+                ("d_reclen", ctypes.c_ushort), ("d_type", ctypes.c_ubyte),
+                ("d_name", ctypes.c_char * 256)]
+
+
+_libc.opendir.restype = ctypes.c_void_p
+_libc.opendir.argtypes = [ctypes.c_char_p]
+_libc.readdir.restype = ctypes.POINTER(_Dirent)
+_libc.readdir.argtypes = [ctypes.c_void_p]
+_libc.rewinddir.argtypes = [ctypes.c_void_p]
+_libc.closedir.argtypes = [ctypes.c_void_p]
+_DT = {1: "p", 2: "c", 4: "d", 6: "b", 8: "f", 10: "l", 12: "s", 0: "?"}
 
 _OPEN_FLAGS = {
     name: getattr(os, name)
@@ -139,9 +165,11 @@ def _id(value, kind: str) -> int:
 class Runner:
     def __init__(self) -> None:
         self.fds: dict[str, int] = {}
+        self.dirs: dict[str, int] = {}  # DIR * of opendir
         self.inos: dict[int, str] = {}
         self.label = "op0"
         self.start_ns = time.time_ns()
+        self.marks: dict[str, os.stat_result] = {}
 
     # --- helpers -------------------------------------------------------------------------
     def path(self, p) -> str:
@@ -261,6 +289,45 @@ class Runner:
             m.flush()
         return len(raw)
 
+    # --- directory streams -------------------------------------------------------------
+    def dirp(self, name) -> int:
+        if not isinstance(name, str):
+            raise BadOp(f"dir stream names are strings: {name!r}")
+        if name not in self.dirs:
+            raise OSError(errno.EBADF, "not open")
+        return self.dirs[name]
+
+    def op_opendir(self, d, path):
+        if not isinstance(d, str):
+            raise BadOp(f"dir stream names are strings: {d!r}")
+        if d in self.dirs:
+            _libc.closedir(self.dirs.pop(d))
+        dirp = _libc.opendir(os.fsencode(self.path(path)))
+        if not dirp:
+            self.check(-1)
+        self.dirs[d] = dirp
+
+    def op_readdir(self, d, n=-1):
+        dirp, out = self.dirp(d), []
+        while n < 0 or len(out) < n:
+            ctypes.set_errno(0)
+            ent = _libc.readdir(dirp)
+            if not ent:
+                if ctypes.get_errno():
+                    self.check(-1)
+                break
+            e = ent.contents
+            out.append([os.fsdecode(e.d_name), _DT.get(e.d_type, "?"), e.d_ino])
+        out.sort()
+        return [[name, kind, self.ino(ino, f"{self.label}/{name}")] for name, kind, ino in out]
+
+    def op_rewinddir(self, d):
+        _libc.rewinddir(self.dirp(d))
+
+    def op_closedir(self, d):
+        self.dirp(d)
+        _libc.closedir(self.dirs.pop(d))
+
     # --- paths ---------------------------------------------------------------------------
     def op_stat(self, path):
         return self.statdict(os.stat(self.path(path)))
@@ -312,7 +379,8 @@ class Runner:
         os.mkfifo(self.path(path), mode)
 
     def op_mknod(self, path, mode=0o644, kind="c", major=0, minor=0):
-        fmt = {"c": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO, "f": stat.S_IFREG}
+        fmt = {"c": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO, "f": stat.S_IFREG,
+               "s": stat.S_IFSOCK}
         if kind not in fmt:
             raise BadOp(f"unknown mknod kind {kind!r}")
         os.mknod(self.path(path), fmt[kind] | mode, os.makedev(major, minor))
@@ -335,6 +403,39 @@ class Runner:
         else:
             os.utime(self.path(path), ns=(atime_ns, mtime_ns))
 
+    def op_utimensat(self, path, atime, mtime, follow=True):
+        special = {"NOW": (1 << 30) - 1, "OMIT": (1 << 30) - 2}  # UTIME_NOW, UTIME_OMIT
+
+        def ts(v):
+            if isinstance(v, str):
+                if v not in special:
+                    raise BadOp(f"bad time {v!r}")
+                return (0, special[v])
+            if not isinstance(v, int):
+                raise BadOp(f"bad time {v!r}")
+            return divmod(v, 1_000_000_000)
+
+        times = (ctypes.c_long * 4)(*ts(atime), *ts(mtime))
+        self.check(_libc.utimensat(AT_FDCWD, os.fsencode(self.path(path)), times,
+                                   0 if follow else 0x100))  # AT_SYMLINK_NOFOLLOW
+
+    def op_times_mark(self, tag, path):
+        self.marks[tag] = os.stat(self.path(path))
+
+    def op_times_cmp(self, tag, path, fields=("atime", "mtime", "ctime")):
+        if tag not in self.marks:
+            raise BadOp(f"no times_mark {tag!r} before")
+        if not set(fields) <= {"atime", "mtime", "ctime"}:
+            raise BadOp(f"bad time fields {fields!r}")
+        old, new = self.marks[tag], os.stat(self.path(path))
+
+        def rel(a, b):
+            return "same" if a == b else ("later" if b > a else "earlier")
+        return {k: rel(getattr(old, f"st_{k}_ns"), getattr(new, f"st_{k}_ns")) for k in fields}
+
+    def op_umask(self, mask):
+        return os.umask(mask)
+
     def op_setxattr(self, path, name, value, flags=""):
         if flags not in _XATTR_FLAGS:
             raise BadOp(f"unknown xattr flags {flags!r}")
@@ -348,6 +449,21 @@ class Runner:
 
     def op_removexattr(self, path, name):
         os.removexattr(self.path(path), name)
+
+    def op_lsetxattr(self, path, name, value, flags=""):
+        if flags not in _XATTR_FLAGS:
+            raise BadOp(f"unknown xattr flags {flags!r}")
+        os.setxattr(self.path(path), name, decode_data(value), _XATTR_FLAGS[flags],
+                    follow_symlinks=False)
+
+    def op_lgetxattr(self, path, name):
+        return _encode(os.getxattr(self.path(path), name, follow_symlinks=False))
+
+    def op_llistxattr(self, path):
+        return sorted(os.listxattr(self.path(path), follow_symlinks=False))
+
+    def op_lremovexattr(self, path, name):
+        os.removexattr(self.path(path), name, follow_symlinks=False)
 
     def op_listdir(self, path):
         return sorted(os.listdir(self.path(path)))
