@@ -800,22 +800,53 @@ class Context:
         return not (stat.S_ISCHR(st.st_mode) and st.st_rdev == 0)
 
 
-    def lower_hardlink(self, path: str | None) -> bool:
-        """PATH is, in the topmost lower that has it, a non-directory with other hard links, and
-        was not copied up."""
-        if path is None or self.in_cowfs_upper(path):
-            return False
-        for lower in self.lowers:
+    def lower_stat(self, path: str | None) -> os.stat_result | None:
+        """lstat of PATH in the topmost lower that has it."""
+        for lower in self.lowers if path is not None else ():
             try:
-                st = os.lstat(os.path.join(lower, path))
+                return os.lstat(os.path.join(lower, path))
             except OSError:
                 continue
-            return not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1
-        return False
+        return None
+
+    def upper_stat(self, path: str | None) -> os.stat_result | None:
+        if path is None or self.cowfs_upper is None:
+            return None
+        try:
+            return os.lstat(os.path.join(self.cowfs_upper, path))
+        except OSError:
+            return None
+
+
+def _field(d: Diff) -> str:
+    return d.field.rsplit(".", 1)[-1]
+
+
+def _op_name(d: Diff) -> str | None:
+    m = re.match(r'op\[\d+\] \["(\w+)"', d.where)
+    return m.group(1) if m else None
 
 
 def _lower_hardlink_ino(d: Diff, ctx: Context) -> bool:
-    return d.field.rsplit(".", 1)[-1] == "ino" and ctx.lower_hardlink(d.path)
+    st = ctx.lower_stat(d.path)
+    return (_field(d) == "ino" and st is not None and not stat.S_ISDIR(st.st_mode)
+            and st.st_nlink > 1)
+
+
+def _linked_special_ino(d: Diff, ctx: Context) -> bool:
+    st = ctx.upper_stat(d.path)
+    return (_field(d) == "ino" and st is not None and not stat.S_ISREG(st.st_mode)
+            and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1)
+
+
+def _lseek_holes(d: Diff, ctx: Context) -> bool:
+    return _op_name(d) == "lseek" and ('"SEEK_HOLE"' in d.where or '"SEEK_DATA"' in d.where)
+
+
+def _mmap_before_copyup(d: Diff, ctx: Context) -> bool:
+    return _op_name(d) == "mmap_read" and ctx.in_cowfs_upper(d.path)
+
+
 
 
 def _copyup_owner(d: Diff, ctx: Context) -> bool:
@@ -843,8 +874,34 @@ EXPECTED_DIFFERENCES: tuple[Expected, ...] = (
         "st_ino the node id, so one inode for both names would let a write through one name "
         "show through the other, where the kernel breaks the link. cowfs gives each such lower "
         "name its own st_ino instead: contents and st_nlink behave as on the kernel. Matches "
-        "only the ino of a lower non-directory with st_nlink > 1 that was not copied up.",
+        "only the ino of a path that is a non-directory with st_nlink > 1 in a lower (after "
+        "a rename over such a name, cowfs keeps the moved file's st_ino as POSIX wants; the "
+        "kernel shows the copy's own).",
         _lower_hardlink_ino,
+    ),
+    Expected(
+        "linked-special-ino",
+        "A hard link made through the mount to a copied-up symlink or special file: the kernel "
+        "reports the new name with the upper inode's number and the old name with the lower "
+        "origin's (one object, two st_ino, until a remount). cowfs reports one st_ino for both "
+        "names, as for any hard link. Matches only ino of a non-regular, non-directory upper "
+        "object with st_nlink > 1.",
+        _linked_special_ino,
+    ),
+    Expected(
+        "lseek-holes",
+        "pyfuse3 has no FUSE lseek handler, so SEEK_DATA/SEEK_HOLE through a cowfs mount get "
+        "the kernel's generic answer (all data up to EOF). Copy-up keeps holes on disk (tested "
+        "on the upper); only the view through the mount differs. Matches only lseek ops with "
+        "SEEK_DATA or SEEK_HOLE.",
+        _lseek_holes,
+    ),
+    Expected(
+        "mmap-before-copyup",
+        "A mapping made on a descriptor opened before a copy-up: the kernel keeps showing the "
+        "lower's pages (documented in overlayfs.rst and SEMANTICS.md as its one stale case); "
+        "cowfs reads the current data. Matches only mmap_read results on copied-up files.",
+        _mmap_before_copyup,
     ),
 )
 
