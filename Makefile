@@ -11,7 +11,10 @@ TEST_USER ?= cowfs-test
 # hard cap for the whole pytest run, seconds (each mount/op has its own, shorter timeout)
 TEST_TIMEOUT ?= 1800
 PYTEST_ARGS ?=
-APT_PACKAGES := fuse3 libfuse3-dev pkg-config attr fuse-overlayfs gcc python3-dev python3-venv
+APT_PACKAGES := fuse3 libfuse3-dev pkg-config attr fuse-overlayfs stress-ng gcc python3-dev python3-venv
+# how long `make fuzz` runs the differential fuzzer, and its seed (empty: a fresh one)
+FUZZ_SECONDS ?= 600
+SEED ?=
 
 # ./.venv if others can reach it, else a world-readable place outside the checkout
 ifndef VENV
@@ -24,7 +27,7 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo 1)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all deps venv test demo clean testenv
+.PHONY: all deps venv test demo clean testenv fuzz
 
 all: venv
 
@@ -36,6 +39,7 @@ deps:
 	{ command -v pkg-config >/dev/null && pkg-config --exists fuse3; } || missing="$$missing libfuse3-dev"; \
 	command -v setfattr >/dev/null || missing="$$missing attr"; \
 	command -v fuse-overlayfs >/dev/null || missing="$$missing fuse-overlayfs"; \
+	command -v stress-ng >/dev/null || missing="$$missing stress-ng"; \
 	command -v gcc >/dev/null || missing="$$missing gcc"; \
 	[ -f "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)/Python.h" ] || missing="$$missing python3-dev"; \
 	$(PY) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
@@ -81,6 +85,11 @@ test: deps venv testenv
 	  if [ $$rc = 5 ]; then echo "make test: pytest ran no tests (exit 5): failing"; exit 1; fi; \
 	  if [ $$rc = 124 ]; then echo "make test: killed after $(TEST_TIMEOUT) s"; fi; \
 	  exit $$rc
+
+# Differential fuzzing against kernel overlayfs for as long as asked; prints ops, divergences, seed.
+fuzz: deps venv testenv
+	@cd '$(CURDIR)' && COWFS_TEST_USER=$(TEST_USER) unshare -m --propagation private \
+	  $(VENV)/bin/python tests/fuzz.py --seconds $(FUZZ_SECONDS) $(if $(SEED),--seed $(SEED))
 
 # --- demo -------------------------------------------------------------------------------------
 demo: deps venv
