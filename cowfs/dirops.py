@@ -157,7 +157,7 @@ async def rmdir(ov: Overlay, parent: Node, name: bytes) -> None:
 
 async def _settled(ov: Overlay, parent: Node, name: bytes) -> Node:
     """The node at parent/name once no copy-up of it is running (then no await until done)."""
-    ov.writable
+    ov.writable  # EROFS on a read-only view, before anything else
     while True:
         node = ov.child(parent, name)
         if node is None:
