@@ -39,11 +39,15 @@ def ensure_upper_dir(ov: Overlay, node: Node) -> None:
     tmp = upper.temp_name()
     os.mkdir(tmp, 0o700, dir_fd=upper.work_fd)
     try:
-        _copy_meta(upper, lower, path, tmp, st)
+        # mode and times once in place: moving a 0555 dir to another parent needs write
+        # permission on it (its ".." changes)
+        _copy_meta(upper, lower, path, tmp, st, final=False)
         _place(ov, upper, tmp, path, parent)
     except BaseException:
         upper.remove_in_work(tmp)
         raise
+    upper.chmod(path, stat.S_IMODE(st.st_mode))
+    upper.utime(path, (st.st_atime_ns, st.st_mtime_ns))
     node.upper = True
     ov.attrs_changed(node)  # now merged: its link count reads 1
 
@@ -146,7 +150,7 @@ def _copy_plain(src: int, dst: int, start: int, end: int) -> int:
 
 
 def _copy_meta(upper: UpperLayer, lower: Layer, path: bytes, tmp: bytes, st: os.stat_result,
-               origin: bytes | None = None) -> None:
+               origin: bytes | None = None, final: bool = True) -> None:
     """xattrs first (a later chown would drop security.capability), then owner, mode, times."""
     wfd = upper.work_fd
     if not stat.S_ISLNK(st.st_mode):
@@ -164,6 +168,8 @@ def _copy_meta(upper: UpperLayer, lower: Layer, path: bytes, tmp: bytes, st: os.
         os.chown(tmp, st.st_uid, st.st_gid, dir_fd=wfd, follow_symlinks=False)
     except PermissionError:
         pass  # rootless: the copy belongs to the mounting user, as on a rootless kernel overlay
+    if not final:
+        return
     if not stat.S_ISLNK(st.st_mode):
         os.chmod(tmp, stat.S_IMODE(st.st_mode), dir_fd=wfd)
     os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=wfd, follow_symlinks=False)
@@ -183,7 +189,8 @@ def _place(ov: Overlay, upper: UpperLayer, tmp: bytes, path: bytes, parent: Node
     """Rename from work into upper, leaving the parent's times as they were (as the kernel)."""
     ppath = parent.path()
     pst = upper.lstat(ppath)
-    upper.from_work(tmp, path, RENAME_NOREPLACE)
+    with upper.write_access(ppath, pst):
+        upper.from_work(tmp, path, RENAME_NOREPLACE)
     upper.utime(ppath, (pst.st_atime_ns, pst.st_mtime_ns))
 
 

@@ -68,6 +68,10 @@ def ino_of(key: bytes) -> int:
     return xxhash.xxh64_intdigest(key) & 0x7FFF_FFFF_FFFF_FFFF
 
 
+# d_ino of the root's "..": the kernel ignores the node id of ".." entries, so it needs no node
+ROOT_PARENT = ino_of(b"root-parent")
+
+
 class NodeTable:
     def __init__(self, root_key: bytes):
         self.by_ino: dict[int, Node] = {}

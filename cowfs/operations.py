@@ -14,6 +14,7 @@ from . import attrs, dirops
 from .config import MountConfig
 from .errors import fuse_op
 from .files import Handles
+from .inodes import ROOT_PARENT
 from .overlay import Overlay
 from .readdir import DirHandles
 
@@ -119,7 +120,10 @@ class CowOperations(pyfuse3.Operations):
     @fuse_op
     async def readdir(self, fh, start_id, token):
         for i, name, node, st, counted in self.dirs.entries(fh, start_id):
-            if not pyfuse3.readdir_reply(token, name, self.ov.attrs(node, st), i + 1):
+            attrs = self.ov.attrs(node, st)
+            if name == b".." and node is self.table.root:
+                attrs.st_ino = ROOT_PARENT  # the dir above the mount: not ours, not the root
+            if not pyfuse3.readdir_reply(token, name, attrs, i + 1):
                 self.table.maybe_drop(node)
                 break
             if counted:
