@@ -189,7 +189,7 @@ def _place(ov: Overlay, upper: UpperLayer, tmp: bytes, path: bytes, parent: Node
     """Rename from work into upper, leaving the parent's times as they were (as the kernel)."""
     ppath = parent.path()
     pst = upper.lstat(ppath)
-    with upper.write_access(ppath, pst):
+    with upper.granted(ppath, stat.S_IWUSR | stat.S_IXUSR, pst):
         upper.from_work(tmp, path, RENAME_NOREPLACE)
     upper.utime(ppath, (pst.st_atime_ns, pst.st_mtime_ns))
 

@@ -14,6 +14,7 @@ from typing import Callable
 
 from . import markers
 from .copyup import copy_up, ensure_upper_dir
+from .files import DROP_FLAGS
 from .inodes import Node
 from .layers import RENAME_EXCHANGE, RENAME_NOREPLACE, UpperLayer
 from .overlay import Overlay
@@ -100,7 +101,7 @@ def _remove_new(upper: UpperLayer, path: bytes) -> None:
 
 def create_file(ov: Overlay, parent: Node, name: bytes, mode: int, flags: int,
                 creds: Creds) -> tuple[Node, int]:
-    flags = (flags | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW) & ~os.O_NOCTTY
+    flags = (flags & ~DROP_FLAGS) | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
     fd = make(ov, parent, name, creds, lambda d, n: os.open(n, flags, mode, dir_fd=d))
     try:
         return ov.lookup(parent, name)[0], fd

@@ -11,8 +11,9 @@ from .inodes import Node
 from .overlay import Overlay
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC
-# the kernel has handled these by the time open reaches us
-_DROP_FLAGS = os.O_CREAT | os.O_EXCL | os.O_NOCTTY
+# the kernel has handled these by the time open reaches us; O_DIRECT is the kernel's business
+# too (our buffers are not aligned for the real file)
+DROP_FLAGS = os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_DIRECT
 
 
 class FileHandle:
@@ -41,7 +42,7 @@ class Handles:
         return h
 
     async def open(self, node: Node, flags: int) -> FileHandle:
-        flags &= ~_DROP_FLAGS
+        flags &= ~DROP_FLAGS
         if flags & _WRITE_FLAGS or (flags & os.O_ACCMODE) != os.O_RDONLY:
             await copy_up(self.ov, node, data=not flags & os.O_TRUNC)
         if node.upper:

@@ -96,12 +96,20 @@ class Layer:
             os.close(fd)
 
     def try_getxattr(self, rel: bytes, name: bytes) -> bytes | None:
+        """A marker xattr, or None where there is none (or no xattrs on this object)."""
         try:
             return self.getxattr(rel, name)
         except OSError as e:
             if e.errno in (errno.ENODATA, errno.ENOTSUP, errno.EPERM):
                 return None
+            if e.errno == errno.EACCES:
+                return self._unreadable_marker(rel, name)
             raise
+
+    def _unreadable_marker(self, rel: bytes, name: bytes) -> bytes | None:
+        # Reading a user.* xattr needs read permission, which the kernel's overlay has by
+        # privilege; a rootless daemon cannot read it on another user's lower object.
+        return None
 
     def listxattr(self, rel: bytes) -> list[bytes]:
         fd, proc = self._xattr_target(rel)
@@ -165,19 +173,31 @@ class UpperLayer(Layer):
         renameat2(self.fd, old, self.fd, new, flags)
 
     @contextlib.contextmanager
-    def write_access(self, rel: bytes, st: os.stat_result):
-        """Let the daemon write in a directory of its own whose mode says no (a 0555 lower dir,
-        copied up) while it places a copy-up: the kernel copies up with privileges; a rootless
-        daemon has only ownership, which lets it add the permission for a moment."""
-        need = stat.S_IWUSR | stat.S_IXUSR
-        if st.st_mode & need == need or st.st_uid != os.geteuid() or os.geteuid() == 0:
+    def granted(self, rel: bytes, bits: int, st: os.stat_result | None = None):
+        """Let the daemon, for a moment, do what its own object's mode says no to: the kernel's
+        overlay works on upper with privileges (a 0555 lower dir copied up still takes
+        copy-ups, a chmod-000 file still has its markers read); a rootless daemon has only
+        ownership, which lets it add the permission bits and put them back."""
+        st = st or self.lstat(rel)
+        if st.st_mode & bits == bits or st.st_uid != os.geteuid() or os.geteuid() == 0:
             yield
             return
-        os.chmod(rel, stat.S_IMODE(st.st_mode) | need, dir_fd=self.fd)
+        os.chmod(rel, stat.S_IMODE(st.st_mode) | bits, dir_fd=self.fd)
         try:
             yield
         finally:
             os.chmod(rel, stat.S_IMODE(st.st_mode), dir_fd=self.fd)
+
+    def _unreadable_marker(self, rel: bytes, name: bytes) -> bytes | None:
+        with self.granted(rel, stat.S_IRUSR):
+            return self.try_getxattr(rel, name)
+
+    def listdir(self, rel: bytes) -> list[tuple[bytes, int]]:
+        try:
+            return super().listdir(rel)
+        except PermissionError:
+            with self.granted(rel, stat.S_IRUSR | stat.S_IXUSR):
+                return super().listdir(rel)
 
     def from_work(self, tmp: bytes, rel: bytes, flags: int = 0) -> None:
         renameat2(self.work_fd, tmp, self.fd, rel, flags)

@@ -120,11 +120,14 @@ class CowOperations(pyfuse3.Operations):
     @fuse_op
     async def readdir(self, fh, start_id, token):
         for i, name, node, st, counted in self.dirs.entries(fh, start_id):
-            attrs = self.ov.attrs(node, st)
-            if name == b".." and node is self.table.root:
-                attrs.st_ino = ROOT_PARENT  # the dir above the mount: not ours, not the root
+            if node is None:  # the root's "..": not ours; the kernel ignores its node id
+                attrs = self.ov.attrs(self.table.root)
+                attrs.st_ino = ROOT_PARENT
+            else:
+                attrs = self.ov.attrs(node, st)
             if not pyfuse3.readdir_reply(token, name, attrs, i + 1):
-                self.table.maybe_drop(node)
+                if counted:
+                    self.table.maybe_drop(node)  # attached for nothing: the kernel has not got it
                 break
             if counted:
                 self.table.ref(node)

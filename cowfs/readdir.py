@@ -73,14 +73,15 @@ class DirHandles:
     def entries(self, fh: int, start: int):
         """(offset, name, node, stat or None, counted) from `start` on. The listing is taken
         afresh at offset 0; "." and ".." come first and take no lookup count (the kernel does
-        not count them)."""
+        not count them); the root's ".." has no node."""
         h = self.by_fh[fh]
         if start == 0 or h.names is None:
             h.names = [b".", b".."] + merged_names(self.ov, h.node)
         for i in range(start, len(h.names)):
             name = h.names[i]
             if i < 2:
-                node = h.node if i == 0 or not h.node.aliases else h.node.aliases[0][0]
+                # the root's ".." is the dir above the mount: None, the glue gives it a d_ino
+                node = h.node if i == 0 else h.node.aliases[0][0] if h.node.aliases else None
                 yield i, name, node, None, False
                 continue
             entry = self.ov.resolve(h.node, name)
