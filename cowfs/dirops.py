@@ -263,26 +263,26 @@ async def _wait(node: Node) -> None:
 
 
 def _check_rename(ov: Overlay, src: Node | None, dst: Node | None, flags: int) -> None:
+    """The kernel's order: what the VFS checks (existence, flags, types), then EXDEV for a
+    directory that cannot move, then emptiness of a directory replaced."""
     if src is None:
         raise FileNotFoundError(errno.ENOENT, "no such entry")
     if flags & RENAME_NOREPLACE and dst is not None:
         raise FileExistsError(errno.EEXIST, "exists")
-    if flags & RENAME_EXCHANGE:
-        if dst is None:
-            raise FileNotFoundError(errno.ENOENT, "no such entry")
-        movers = (src, dst)
-    else:
-        movers = (src,)
-        if dst is not None and dst is not src:
-            if src.is_dir and not dst.is_dir:
-                raise NotADirectoryError(errno.ENOTDIR, "not a directory")
-            if dst.is_dir and not src.is_dir:
-                raise IsADirectoryError(errno.EISDIR, "is a directory")
-            if dst.is_dir and not is_empty(ov, dst):
-                raise OSError(errno.ENOTEMPTY, "directory not empty")
-    for node in movers:
+    exchange = bool(flags & RENAME_EXCHANGE)
+    if exchange and dst is None:
+        raise FileNotFoundError(errno.ENOENT, "no such entry")
+    replaced = dst if dst is not None and dst is not src and not exchange else None
+    if replaced is not None:
+        if src.is_dir and not replaced.is_dir:
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory")
+        if replaced.is_dir and not src.is_dir:
+            raise IsADirectoryError(errno.EISDIR, "is a directory")
+    for node in (src, dst) if exchange else (src,):
         if node.is_dir and node.lowers:
             raise OSError(errno.EXDEV, "a merged or lower directory cannot move")
+    if replaced is not None and replaced.is_dir and not is_empty(ov, replaced):
+        raise OSError(errno.ENOTEMPTY, "directory not empty")
 
 
 def _opaque_if_merged(upper: UpperLayer, node: Node, parent: Node) -> None:
