@@ -22,23 +22,27 @@ async def apply_setattr(ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
     upper = ov.writable
     # truncating a lower file to 0 needs none of its data
     await copy_up(ov, node, data=not (fields.update_size and attr.st_size == 0))
+    if handle is None and not node.aliases:
+        # unlinked but open (a write clearing setuid comes without a handle): any of its fds
+        handle = next((h for h in node.handles if h.fd is not None), None)
     fd = handle.fd if handle is not None else None  # read after copy-up: it may reopen it
-    path = node.path() if node.aliases or node.ino == pyfuse3.ROOT_INODE else None
+    # f*() calls act through the descriptor: no path walk, and unlinked files work too
+    path = node.path() if fd is None else None
     if fields.update_uid or fields.update_gid:
         uid = attr.st_uid if fields.update_uid else -1
         gid = attr.st_gid if fields.update_gid else -1
         if path is not None:
             upper.chown(path, uid, gid)
         else:
-            os.fchown(_fd(fd), uid, gid)
+            os.fchown(fd, uid, gid)
     if fields.update_mode:
         mode = stat.S_IMODE(attr.st_mode)
         if path is not None:
             upper.chmod(path, mode)
         else:
-            os.fchmod(_fd(fd), mode)
+            os.fchmod(fd, mode)
     if fields.update_size:
-        _truncate(ov, node, path, fd, attr.st_size)
+        _truncate(ov, path, fd, attr.st_size)
     if fields.update_atime or fields.update_mtime:
         st = ov.stat(node)
         ns = (attr.st_atime_ns if fields.update_atime else st.st_atime_ns,
@@ -46,27 +50,23 @@ async def apply_setattr(ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
         if path is not None:
             upper.utime(path, ns)
         else:
-            os.utime(_fd(fd), ns=ns)
+            os.utime(fd, ns=ns)
     return ov.stat(node)
 
 
-def _fd(fd: int | None) -> int:
-    if fd is None:
-        raise FileNotFoundError(errno.ENOENT, "unlinked")
-    return fd
-
-
-def _truncate(ov: Overlay, node: Node, path: bytes | None, fd: int | None, size: int) -> None:
+def _truncate(ov: Overlay, path: bytes | None, fd: int | None, size: int) -> None:
     if fd is not None:
         try:
             os.ftruncate(fd, size)
             return
         except OSError as e:
-            if e.errno not in (errno.EBADF, errno.EINVAL):  # handle not open for writing
+            if e.errno not in (errno.EBADF, errno.EINVAL):
                 raise
-    if path is None:
-        raise FileNotFoundError(errno.ENOENT, "unlinked")
-    wfd = ov.upper.open(path, os.O_WRONLY)
+        # a handle not open for writing (truncate(2) while the file is open): the same file
+        # again, writable, through /proc (it may be unlinked: no path would do)
+        wfd = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_CLOEXEC)
+    else:
+        wfd = ov.upper.open(path, os.O_WRONLY)
     try:
         os.ftruncate(wfd, size)
     finally:

@@ -91,6 +91,7 @@ async def copy_up(ov: Overlay, node: Node, data: bool = True) -> None:
         if not stat.S_ISREG(st.st_mode):
             ov.origins[namei.upper_key(upper.lstat(path))] = node.key
         _reopen_handles(ov, node)
+        ov.attrs_changed(node)  # e.g. a lower hard link's count: the copy has one link
 
 
 async def _copy_file(upper: UpperLayer, lower: Layer, path: bytes, tmp: bytes, size: int) -> None:

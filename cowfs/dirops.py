@@ -16,7 +16,7 @@ from . import markers
 from .copyup import copy_up, ensure_upper_dir
 from .files import DROP_FLAGS
 from .inodes import Node
-from .layers import RENAME_EXCHANGE, RENAME_NOREPLACE, UpperLayer
+from .layers import RENAME_EXCHANGE, RENAME_NOREPLACE, WHITEOUT, UpperLayer
 from .overlay import Overlay
 from .readdir import is_empty
 
@@ -74,9 +74,13 @@ def _replace_whiteout(upper: UpperLayer, tmp: bytes, path: bytes) -> None:
     st = os.stat(tmp, dir_fd=upper.work_fd, follow_symlinks=False)
     if stat.S_ISDIR(st.st_mode):
         # A directory cannot be renamed over a device: mark it opaque, swap, drop the whiteout.
+        # Both need write permission on the new dir, which its mode may not give (mkdir 0555).
+        mode = stat.S_IMODE(st.st_mode)
+        os.chmod(tmp, mode | stat.S_IRWXU, dir_fd=upper.work_fd)
         _set_opaque_in_work(upper, tmp)
         upper.from_work(tmp, path, RENAME_EXCHANGE)
         upper.remove_in_work(tmp)
+        upper.chmod(path, mode)
     else:
         upper.from_work(tmp, path)
 
@@ -202,9 +206,8 @@ def _put_whiteout(upper: UpperLayer, path: bytes, old: os.stat_result | None) ->
 def _clear_whiteouts(upper: UpperLayer, path: bytes) -> None:
     """An upper dir that is empty in the merged view may still hold whiteouts: drop them."""
     for name, kind in upper.listdir(path):
-        child = path + b"/" + name
-        if kind == 0 and markers.is_whiteout(upper.lstat(child)):
-            upper.unlink(child)
+        if kind == WHITEOUT:
+            upper.unlink(path + b"/" + name)
 
 
 async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,

@@ -136,6 +136,9 @@ class NodeTable:
             node.aliases.remove((parent, name))
         except ValueError:
             return
+        if not node.aliases:
+            # gone from the namespace: a new object may get its real inode number
+            self._rekey(node)
         self._release_parent(parent)
         self.maybe_drop(node)
 

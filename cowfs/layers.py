@@ -12,8 +12,11 @@ import errno
 import os
 import stat
 
+from . import markers
+
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
+WHITEOUT = -1  # the kind listdir gives a whiteout
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
@@ -60,7 +63,8 @@ class Layer:
             return self.open(rel, flags | os.O_RDONLY)
 
     def listdir(self, rel: bytes) -> list[tuple[bytes, int]]:
-        """(name, d_type-like S_IFMT or 0 if unknown) for every entry of a directory."""
+        """(name, S_IFMT kind, or WHITEOUT) for every entry of a directory; only entries that
+        could be whiteouts (not dirs, files or symlinks by d_type) cost a stat."""
         fd = self.open_read(rel, os.O_DIRECTORY)
         try:
             with os.scandir(fd) as it:
@@ -73,7 +77,8 @@ class Layer:
                     elif e.is_file(follow_symlinks=False):
                         kind = stat.S_IFREG
                     else:
-                        kind = 0
+                        st = e.stat(follow_symlinks=False)
+                        kind = WHITEOUT if markers.is_whiteout(st) else stat.S_IFMT(st.st_mode)
                     out.append((os.fsencode(e.name), kind))
                 return out
         finally:

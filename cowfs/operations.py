@@ -14,7 +14,6 @@ from . import attrs, dirops
 from .config import MountConfig
 from .errors import fuse_op
 from .files import Handles
-from .inodes import ROOT_PARENT
 from .overlay import Overlay
 from .readdir import DirHandles
 
@@ -119,17 +118,12 @@ class CowOperations(pyfuse3.Operations):
 
     @fuse_op
     async def readdir(self, fh, start_id, token):
-        for i, name, node, st, counted in self.dirs.entries(fh, start_id):
-            if node is None:  # the root's "..": not ours; the kernel ignores its node id
-                attrs = self.ov.attrs(self.table.root)
-                attrs.st_ino = ROOT_PARENT
-            else:
-                attrs = self.ov.attrs(node, st)
+        for i, name, attrs, node in self.dirs.entries(fh, start_id):
             if not pyfuse3.readdir_reply(token, name, attrs, i + 1):
-                if counted:
+                if node is not None:
                     self.table.maybe_drop(node)  # attached for nothing: the kernel has not got it
                 break
-            if counted:
+            if node is not None:
                 self.table.ref(node)
 
     @fuse_op

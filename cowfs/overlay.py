@@ -86,10 +86,12 @@ class Overlay:
         return self.upper if node.upper else self.lowers[node.lowers[0]]
 
     def stat(self, node: Node) -> os.stat_result:
+        """The real object's stat: through an open descriptor where there is one (no path walk,
+        and it works once the file is unlinked or its directory has lost search permission)."""
+        for handle in node.handles:
+            if handle.fd is not None:
+                return os.fstat(handle.fd)
         if not node.aliases and node.ino != pyfuse3.ROOT_INODE:
-            for handle in node.handles:
-                if handle.fd is not None:
-                    return os.fstat(handle.fd)  # open but unlinked: st_nlink tells
             raise OSError(errno.ENOENT, "unlinked")
         return self.layer_of(node).lstat(node.path())
 

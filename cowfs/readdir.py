@@ -3,10 +3,13 @@ whiteouts and the names they hide left out, OCI markers never shown."""
 from __future__ import annotations
 
 import itertools
+import stat
+
+import pyfuse3
 
 from . import markers
-from .inodes import Node
-from .layers import Layer
+from .inodes import ROOT_PARENT, Node
+from .layers import WHITEOUT, Layer
 from .overlay import Overlay
 
 
@@ -42,8 +45,7 @@ def _merge_layer(layer: Layer, path: bytes, out: list[bytes], seen: set[bytes], 
         if name in seen:
             continue
         seen.add(name)
-        # only character devices can be whiteouts: everything else needs no stat
-        if kind == 0 and markers.is_whiteout(layer.lstat(path + b"/" + name)):
+        if kind == WHITEOUT:
             continue
         out.append(name)
     seen.update(hidden_below)
@@ -71,23 +73,39 @@ class DirHandles:
         return self.by_fh[fh]
 
     def entries(self, fh: int, start: int):
-        """(offset, name, node, stat or None, counted) from `start` on. The listing is taken
-        afresh at offset 0; "." and ".." come first and take no lookup count (the kernel does
-        not count them); the root's ".." has no node."""
+        """(offset, name, attributes, node to count or None) from `start` on. The listing is
+        taken afresh at offset 0; "." and ".." come first and are not counted (the kernel does
+        not count them)."""
         h = self.by_fh[fh]
         if start == 0 or h.names is None:
             h.names = [b".", b".."] + merged_names(self.ov, h.node)
         for i in range(start, len(h.names)):
             name = h.names[i]
             if i < 2:
-                # the root's ".." is the dir above the mount: None, the glue gives it a d_ino
-                node = h.node if i == 0 else h.node.aliases[0][0] if h.node.aliases else None
-                yield i, name, node, None, False
+                yield i, name, self._dot_attrs(h.node, i), None
                 continue
-            entry = self.ov.resolve(h.node, name)
+            try:
+                entry = self.ov.resolve(h.node, name)
+            except PermissionError:
+                if not h.node.upper:
+                    raise
+                # a dir of ours the daemon may not search (mode r--): the kernel's overlay
+                # looks inside with privileges, we with the owner's right to chmod
+                with self.ov.upper.granted(h.node.path(), stat.S_IXUSR):
+                    entry = self.ov.resolve(h.node, name)
             if entry is None:
                 continue  # removed since the listing was taken
-            yield i, name, self.ov.node_for(h.node, name, entry), entry.st, True
+            node = self.ov.node_for(h.node, name, entry)
+            yield i, name, self.ov.attrs(node, entry.st), node
+
+    def _dot_attrs(self, node: Node, i: int) -> pyfuse3.EntryAttributes:
+        if i == 0:
+            return self.ov.attrs(node)
+        if node.aliases:
+            return self.ov.attrs(node.aliases[0][0])
+        a = self.ov.attrs(node)  # the root's "..": the dir above the mount is not ours
+        a.st_ino = ROOT_PARENT  # (the kernel ignores the node id of a ".." entry)
+        return a
 
     def release(self, fh: int) -> None:
         h = self.by_fh.pop(fh)

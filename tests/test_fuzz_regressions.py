@@ -1,0 +1,102 @@
+"""Minimal cases found by the differential fuzzer (tests/fuzz.py), replayed against kernel overlay.
+
+Each case is the shrunk op list of one divergence, checked by hand on a kernel overlay mount, and
+runs as a regular differential test (overlay_pair: every op result and the merged tree compared).
+A case whose fix has not landed yet is marked xfail(strict=True) with the reason: when the fix
+lands it XPASSes, which fails, so the marker cannot outlive the bug. Remove the marker then.
+
+Layer specs use the fuzzer's JSON form (fuzz.to_spec): {"t": "f"|"d"|"l"|"p"|"h"|"w", ...}.
+"""
+from __future__ import annotations
+
+import pytest
+
+import fuzz
+
+F = {"t": "f", "data": ""}
+
+
+def D(children=None, **kw):
+    return {"t": "d", "children": children or {}, **kw}
+
+
+NB = "O_NONBLOCK"
+
+
+def pending(reason: str):
+    return pytest.mark.xfail(strict=True, reason=f"divergence reported, fix not landed: {reason}")
+
+
+CASES = [
+    # --- fixed ---------------------------------------------------------------------------------
+    pytest.param(
+        [{"b": D({"c": F}, mode=0o555)}], {},
+        [["truncate", "b/c", 100], ["stat", "b/c"]],
+        id="copy-up-into-read-only-lower-dir"),
+    pytest.param(
+        [{"b": D({"c": F})}], {},
+        [["stat", "."], ["opendir", "D0", "b"], ["readdir", "D0"]],
+        id="readdir-dotdot-is-parent-ino"),
+    pytest.param(
+        [{}], {},
+        [["opendir", "D0", "."], ["readdir", "D0"]],
+        id="readdir-dotdot-of-mount-root"),
+    pytest.param(
+        [{"c": D(), "a": D({"c": D()})}], {"uf": F},
+        [["chmod", "uf", 0], ["listdir", "."], ["stat", "uf"], ["mkdir", "uf"],
+         ["chmod", "a/c", 0], ["exists", "a/c/"], ["listdir", "a"]],
+        id="unreadable-upper-object"),
+    pytest.param(
+        [{"d": D({"x": D()})}], {},
+        [["chmod", "d", 0o311], ["listdir", "."], ["mkdir", "d/y"], ["rmdir", "d/x"]],
+        id="write-only-dir"),
+    pytest.param(
+        [{"a": D({"a": D()}), "b": D({"c": D({"c": F})})}], {},
+        [["rename", "a/a", "b/c"]],
+        id="rename-lower-dir-exdev-first"),
+    # --- reported, not fixed yet -----------------------------------------------------------------
+    pytest.param(
+        [{"a": D({"a": {"t": "l", "target": "a"}, "c": F})}], {},
+        [["unlink", "a/c"], ["chmod", "a", 0o644], ["rmdir", "a"]],
+        id="rmdir-unreadable-merged-dir"),
+    pytest.param(
+        [{}], {"b": D()},
+        [["open", "f", "b/c", ["O_WRONLY", "O_CREAT", "O_TRUNC", NB], 0o644], ["write", "f", "hi"],
+         ["open", "r", "b/c", ["O_RDONLY", NB]], ["chmod", "b", 0o644], ["fstat", "f"],
+         ["read", "r", 10], ["ftruncate", "f", 1]],
+        id="fd-ops-after-parent-loses-search"),
+    pytest.param(
+        [{"b": D({"b": F})}], {},
+        [["unlink", "b/b"], ["mkdir", "b/b", 0o555], ["stat", "b/b"]],
+        id="mkdir-read-only-over-whiteout"),
+    pytest.param(
+        [{}], {"c": F},
+        [["chmod", "c", 0o4755], ["open", "f0", "c", ["O_RDWR", NB]], ["unlink", "c"],
+         ["pwrite", "f0", "x", 10], ["fstat", "f0"]],
+        id="setattr-open-unlinked-upper-file"),
+    pytest.param(
+        [{"b": F}], {},
+        [["open", "f1", "b", ["O_RDWR", NB]], ["unlink", "b"], ["fchmod", "f1", 0o600],
+         ["fstat", "f1"]],
+        id="setattr-open-unlinked-lower-file"),
+    pytest.param(
+        [{"b": D({"c": {"t": "p"}})}], {},
+        [["open", "f0", "b/c", ["O_RDONLY", NB]], ["unlink", "b/c"], ["fstat", "f0"]],
+        marks=pending("fstat of an open unlinked FIFO: ENOENT"),
+        id="fstat-open-unlinked-fifo"),
+    pytest.param(
+        [{}], {},
+        [["mkdir", "b"], ["opendir", "D0", "b"], ["readdir", "D0"], ["rmdir", "b"],
+         ["mkdir", "b"], ["lstat", "b"]],
+        id="recreated-dir-while-old-open"),
+    pytest.param(
+        [{"b": D({"c": F}), "c": D({"b": {"t": "h", "target": "b/c"}})}], {},
+        [["open", "f0", "c/b", ["O_WRONLY", "O_APPEND", NB]], ["stat", "c/b"]],
+        id="nlink-after-copy-up-at-open"),
+]
+
+
+@pytest.mark.parametrize(("lowers", "upper", "ops"), CASES)
+def test_fuzz_regression(overlay_pair, lowers, upper, ops):
+    pair = overlay_pair(*[fuzz.to_spec(js) for js in lowers], upper=fuzz.to_spec(upper))
+    pair.run(ops).assert_same()
