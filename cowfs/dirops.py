@@ -220,17 +220,19 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
         _check_rename(ov, src, dst, flags)
         if src is dst:
             return  # two names of one object: POSIX says do nothing
-        # copy-ups may wait: afterwards look again, and act only on a settled state
-        if not src.upper or src.lock.locked():
+        # copy-ups may wait: afterwards look again, and act only on a settled state. A lock
+        # may be held by a waiter that has not run yet: wait on it (copy_up of an object
+        # already up returns at once, without yielding, and this loop would spin).
+        if not src.upper:
             await copy_up(ov, src)
-            continue
-        if dst is not None and (dst.lock.locked() or (exchange and not dst.upper)):
-            if exchange:
-                await copy_up(ov, dst)
-            else:
-                await _wait(dst)
-            continue
-        break
+        elif src.lock.locked():
+            await _wait(src)
+        elif dst is not None and exchange and not dst.upper:
+            await copy_up(ov, dst)
+        elif dst is not None and dst.lock.locked():
+            await _wait(dst)
+        else:
+            break
     ensure_upper_dir(ov, pnew)
     old_path, new_path = pold.child_path(nold), pnew.child_path(nnew)
     if exchange:
