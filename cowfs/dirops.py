@@ -59,6 +59,7 @@ def make(ov: Overlay, parent: Node, name: bytes, creds: Creds | None,
             os.chown(rel, *owner, dir_fd=dirfd, follow_symlinks=False)
         if over_whiteout:
             _replace_whiteout(upper, rel, path)
+            _inherit_setgid(upper, parent.path(), path)
     except BaseException:
         if fd is not None:
             os.close(fd)
@@ -83,6 +84,21 @@ def _replace_whiteout(upper: UpperLayer, tmp: bytes, path: bytes) -> None:
         upper.chmod(path, mode)
     else:
         upper.from_work(tmp, path)
+
+
+def _inherit_setgid(upper: UpperLayer, parent_path: bytes, path: bytes) -> None:
+    """What the filesystem does for an object made in a setgid dir, for one built in the work
+    dir: the dir's group, and S_ISGID on a directory."""
+    pst = upper.lstat(parent_path)
+    if not pst.st_mode & stat.S_ISGID:
+        return
+    st = upper.lstat(path)
+    try:
+        upper.chown(path, -1, pst.st_gid)
+    except PermissionError:
+        return  # rootless, not in that group: the group stays the user's
+    if stat.S_ISDIR(st.st_mode):
+        upper.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_ISGID)
 
 
 def _set_opaque_in_work(upper: UpperLayer, tmp: bytes) -> None:
@@ -196,6 +212,9 @@ def _put_whiteout(upper: UpperLayer, path: bytes, old: os.stat_result | None) ->
         if old is None:
             upper.from_work(tmp, path, RENAME_NOREPLACE)
         elif stat.S_ISDIR(old.st_mode):
+            if old.st_mode & stat.S_IRWXU != stat.S_IRWXU:
+                # moving a dir to another parent needs write permission on it; it goes anyway
+                upper.chmod(path, stat.S_IMODE(old.st_mode) | stat.S_IRWXU)
             upper.from_work(tmp, path, RENAME_EXCHANGE)  # the old dir (whiteouts only) is now tmp
         else:
             upper.from_work(tmp, path)

@@ -3,43 +3,57 @@
 
 Usage (as root; `make fuzz` does this inside `unshare -m`):
 
-    python tests/fuzz.py --seconds N [--seed S] [--ops-per-run K] [--runs M]
+    python tests/fuzz.py --seconds N [--seed S] [--ops-per-run K] [--runs M] [--first-run I]
+                         [--modes all|mild] [--fs tmpfs|disk] [--shrink-seconds T] [-v]
     python tests/fuzz.py --replay CASE.json [--shrink]
 
-Each run draws, from a seeded RNG, one to two lower trees (and sometimes a pre-populated upper
-with whiteouts and opaque directories) over a small name pool ("a" "b" "c", three levels deep, so
-names collide often), builds them twice (tests/overlay.py: make_layers), mounts kernel overlay and
-cowfs (rootless, as the test user), runs the same random op list on both (one oprunner process per
-side per run) and compares every op result (errno included) and the merged trees. Then the
-cross-check: cowfs is unmounted and kernel overlay is mounted on the upper cowfs wrote (fresh work
-dir); that tree must equal the one cowfs showed. The lowers must be untouched afterwards.
+Each run draws, from an RNG seeded with (S, run index), one or two lower trees (and sometimes a
+pre-populated upper with whiteouts and opaque directories) over a small name pool ("a" "b" "c",
+three levels deep, so names collide often), builds them twice (tests/overlay.py: make_layers),
+mounts kernel overlay and cowfs (rootless, as the test user) side by side, and runs the same
+random op list on both: one oprunner process per side per run, which also closes every
+descriptor the ops left open (the "epilogue") and then walks the merged tree. Every op result
+(errno included) and the two trees are compared. Then the cross-check: cowfs is unmounted and
+kernel overlay is mounted on the upper cowfs wrote (fresh work dir); that tree must equal the one
+cowfs showed. Finally the lowers must be untouched. Runs take about half a second.
 
 Ops: open with every flag combination (O_RDONLY/WRONLY/RDWR x O_CREAT/EXCL/TRUNC/APPEND/
 DIRECTORY/NOFOLLOW; O_NONBLOCK is always added so that a FIFO never blocks the runner), read,
 write and pwrite at offsets, ftruncate/truncate, append, fstat, fchmod, fsync, lseek, mkdir,
 rmdir, unlink, rename (plain, NOREPLACE, EXCHANGE), link, symlink, mkfifo, mknod, chmod, chown,
 utimensat, setxattr/getxattr/listxattr/removexattr (and the l* forms), listdir, scandir, libc
-directory streams (opendir/readdir/rewinddir), stat, lstat, stat_times, access, readlink,
-statvfs.
+directory streams (opendir + readdir, rewinddir + readdir), stat, lstat, stat_times, access,
+readlink, statvfs. Paths come mostly from names that exist in some layer or were created, so they
+exist in the lower, the upper, both, or nowhere; some have a trailing slash.
 
-What the generator leaves out, on purpose (each would only re-find a documented difference):
-unreadable lower files (README: rootless copy-up of a file the user cannot read fails),
-fallocate (README: no fallocate handler in pyfuse3), mmap, and root-owned objects the test user
-could get copied up (README/EXPECTED copyup-owner: the copy belongs to the user, so later
-permission checks legitimately differ). Root-owned objects do appear, as a lower-only directory
-"r" whose contents the test user can read but never copy up.
+What the generator leaves out, on purpose (each would only re-find a documented difference or
+stop the harness): unreadable lower files (README: rootless copy-up of a file the user cannot
+read fails), fallocate (README: no fallocate handler in pyfuse3), mmap, root-owned objects the
+test user could get copied up (EXPECTED copyup-owner: the copy belongs to the user, so later
+permission checks legitimately differ; root-owned objects do appear, as a lower-only directory
+"r" the test user can read but never copy up), whiteouts in directories that do not merge with a
+lower one (kernel overlay never makes them and lists them when it meets one), chmod of the mount
+root (a root the user cannot search stops every tree walk), and readdir of a stream at any other
+moment than right after opendir/rewinddir (when a listing is snapshotted is not semantics), and
+atimes before the mtime (relatime would move them on reads that a FUSE daemon never sees).
+
+--modes mild keeps r/w/x for owners (no chmod 000, no 0555 directories): to look past a known
+permission divergence. --fs: the layers live on a fresh tmpfs by default (see tmpfs_at: ext4
+reuses inode numbers at once, which the harness's inode labels cannot tell from an identity
+difference); --fs disk puts them below COWFS_TEST_TMP instead.
 
 Differences declared in EXPECTED_DIFFERENCES (tests/overlay.py) are tolerated and counted by
 name; nothing else is filtered. A diverging run is shrunk (delta debugging over the op list,
-then over the layer specs; every try on fresh mounts; time-capped) and printed as a replayable
-JSON case with the command that replays it. The last line is always
+then over the layer specs; every try on fresh mounts; time-capped; one shrink per signature of a
+session) and printed as a replayable JSON case (seed, layer specs, ops) with the command that
+replays it; the file goes to --out (/tmp/fuzz-cases). The last line is always
 
     fuzz: N operations, M runs, D divergences, seed S
 
-and the exit status is 1 if D > 0.
+and the exit status is 1 if D > 0 (2 if the harness itself could not work).
 
 Library use (tests/test_fuzz.py): `generate_case(seed, run, n_ops)`, `run_case(case)`,
-`shrink(case, result)`, `Session`.
+`shrink(case, result)`, `Session`, `tmpfs_at(path)`.
 """
 from __future__ import annotations
 
@@ -88,7 +102,11 @@ CHMOD_MODES = (0o644, 0o600, 0o755, 0o700, 0o555, 0o444, 0o000, 0o1777, 0o4755, 
 XATTRS = ("user.a", "user.b", "user.a", "user.b", "user.overlay.x", "trusted.t")
 SIZES = (0, 1, 5, 100, 4095, 4096, 10000, 70000)
 OFFSETS = (0, 0, 1, 3, 100, 4095, 4096, 10000, 65536)
-TIMES = (1_500_000_000_123_456_789, 1_000_000_000, 0, 1_700_000_000_999_999_999)
+# utimensat values. mtimes in the past; atimes after mtime and ctime, like the harness's
+# FIXED_ATIME_NS, so that relatime never moves them on a read: a read served from the page cache
+# never reaches a FUSE daemon, so atime updates by reads are not comparable.
+MTIMES = (1_500_000_000_123_456_789, 1_000_000_000, 0, 1_700_000_000_999_999_999)
+ATIMES = (4_100_000_000_123_456_789, 4_200_000_000_000_000_001)
 OP_TIMEOUT = 30.0
 
 
@@ -176,15 +194,17 @@ def _payload(rng: random.Random):
 
 
 def _symlink_target(rng: random.Random, path: str) -> str:
+    """A target for a link at PATH, never the mount root: chmod through a link to the root could
+    take the test user's search permission on it, and then no tree walk could start."""
     depth = path.count("/")
     r = rng.random()
     if r < 0.45:
         return rng.choice(NAMES)  # sibling (or itself: ELOOP)
     if r < 0.75:  # any pool path, relative to the link's directory
         return "../" * depth + rng.choice(POOL)
-    if r < 0.85 and depth:
+    if r < 0.85 and depth >= 2:
         return ".."
-    return rng.choice(("missing", ".", "/nonexistent-cowfs-fuzz", "a/b/"))
+    return rng.choice(("missing", "/nonexistent-cowfs-fuzz", "a/b/") + ((".",) if depth else ()))
 
 
 def gen_tree(rng: random.Random, *, depth: int = 1, prefix: str = "", special: bool = False,
@@ -452,9 +472,8 @@ class _Gen:
     def g_utimens(self):
         if self.rng.random() < 0.2:
             return [["utime", self.path()]]
-        choices = TIMES + ("NOW", "OMIT")
-        return [["utimensat", self.path(), self.rng.choice(choices), self.rng.choice(choices),
-                 self.rng.random() < 0.7]]
+        return [["utimensat", self.path(), self.rng.choice(ATIMES + ("NOW", "OMIT")),
+                 self.rng.choice(MTIMES + ("NOW", "OMIT")), self.rng.random() < 0.7]]
 
     def g_stat(self):
         op = self.rng.choice(("stat", "lstat", "stat", "lstat", "stat_times", "lstat_times",

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import random
@@ -293,14 +294,42 @@ def test_concurrent_workload(harness, worker_script):
 
 
 # --- focused races (deterministic reproductions of what the workload above found) -----------
+def _user_script(harness: overlay.Env, m: overlay.Mount, script: str, *args: str,
+                 timeout: float = 40.0) -> dict:
+    """Run SCRIPT ARGS... RESULT as the test user; the JSON it leaves in RESULT. Never waits for
+    the process itself: one stuck in the filesystem cannot exit until the daemon is gone."""
+    result = os.path.join(m.layers.base, os.path.basename(script) + ".json")
+    p = subprocess.Popen(overlay.as_user([harness.python, script, *args, result]),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, cwd=m.layers.base,
+                         env=overlay.user_env(harness), start_new_session=True)
+    end = time.monotonic() + timeout
+    while not os.path.exists(result) and p.poll() is None and time.monotonic() < end:
+        time.sleep(0.05)
+    if not os.path.exists(result):
+        stacks = hang_report(m) if p.poll() is None else ""
+        p.kill()
+        raise AssertionError(f"{os.path.basename(script)} gave no result (exit {p.poll()}):\n"
+                             f"{p.stderr.read() if p.poll() is not None else ''}{stacks}")
+    with open(result) as f:
+        got = json.load(f)
+    try:
+        p.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass  # stuck threads: the caller reports the hang, which kills the daemon
+    return got
+
+
 RACE_SCRIPT = r'''
 import json, os, sys, threading, time
-big, moved = sys.argv[1], sys.argv[2]
+big, moved, result = sys.argv[1], sys.argv[2], sys.argv[3]
 out = {}
+t0 = time.monotonic()
 def run(name, fn, *args):
     try:
         r = fn(*args)
         out[name] = "ok"
+        out[name + " s"] = round(time.monotonic() - t0, 3)
         if isinstance(r, int):
             os.close(r)
     except OSError as e:
@@ -317,8 +346,10 @@ for i, step in enumerate(steps):
 end = time.monotonic() + 20
 for t in threads:
     t.join(max(0.1, end - time.monotonic()))
-print(json.dumps({name: out.get(name, "HUNG") for name, *_ in steps}), flush=True)
-os._exit(0)
+with open(result + ".tmp", "w") as f:
+    json.dump({**out, **{name: out.get(name, "HUNG") for name, *_ in steps}}, f)
+os.rename(result + ".tmp", result)
+os._exit(0)  # a thread stuck in the filesystem cannot be joined
 '''
 
 
@@ -333,18 +364,15 @@ def test_rename_while_copy_up_has_waiters(harness):
         f.write(RACE_SCRIPT)
     os.chmod(script, 0o644)
     with mounted(harness.impl, lay) as m:
-        r = subprocess.run(overlay.as_user([harness.python, script, os.path.join(m.mnt, "big"),
-                                            os.path.join(m.mnt, "moved")]),
-                           capture_output=True, text=True, timeout=60, cwd=harness.base,
-                           env=overlay.user_env(harness))
-        got = json.loads(r.stdout) if r.stdout else {"script": r.stderr}
+        got = _user_script(harness, m, script, os.path.join(m.mnt, "big"),
+                           os.path.join(m.mnt, "moved"))
+        print(got)
         if "HUNG" in got.values():
             raise AssertionError(f"{got}\n{hang_report(m)}")
         # D may open either name's object before or after the rename: ok or ENOENT
         assert got["open A"] == "ok" and got["rename C"] == "ok", got
         assert got["open D"] in ("ok", os.strerror(errno.ENOENT)), got
         tree = overlay.dump_tree(m.mnt)
-    import hashlib
     assert "big" not in tree or tree["big"]["content"] == \
         hashlib.blake2b(data, digest_size=16).hexdigest()
     assert tree["moved"]["content"] == hashlib.blake2b(data, digest_size=16).hexdigest()
@@ -352,7 +380,7 @@ def test_rename_while_copy_up_has_waiters(harness):
 
 TAKEOVER_SCRIPT = r'''
 import json, os, sys
-d = sys.argv[1]
+d, result = sys.argv[1], sys.argv[2]
 with open(f"{d}/old", "w") as f:
     f.write("OLD DATA")
 p = os.open(f"{d}/old", os.O_PATH)  # the kernel keeps the inode; the filesystem opens nothing
@@ -370,7 +398,8 @@ try:
         out["reopened deleted"] = f.read()
 except OSError as e:
     out["reopened deleted"] = os.strerror(e.errno)
-print(json.dumps(out))
+with open(result, "w") as f:
+    json.dump(out, f)
 '''
 
 
@@ -386,11 +415,7 @@ def test_new_file_does_not_take_over_a_deleted_one(harness):
         f.write(TAKEOVER_SCRIPT)
     os.chmod(script, 0o644)
     with mounted(harness.impl, lay) as m:
-        r = subprocess.run(overlay.as_user([harness.python, script, os.path.join(m.mnt, "d")]),
-                           capture_output=True, text=True, timeout=60, cwd=harness.base,
-                           env=overlay.user_env(harness))
-    assert r.returncode == 0, r.stderr
-    got = json.loads(r.stdout)
+        got = _user_script(harness, m, script, os.path.join(m.mnt, "d"))
     deleted = got["deleted"]
     problems = []
     if isinstance(deleted, dict):

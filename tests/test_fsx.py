@@ -13,6 +13,9 @@ driver itself. After the cowfs run the mount is taken down and the upper is chec
 file's bytes on disk (upper copy, or the lower for a file never written) are the model's, and the
 upper mounted by kernel overlayfs shows the same contents.
 
+Also here: test_hard_link_names_stay_one_file (differential): a write through one name of an
+upper hard link is read through the other name at once, both names one st_ino.
+
 The seed is printed and is part of every failure message. Replay:
     COWFS_FSX_SEED=<seed> make test PYTEST_ARGS=tests/test_fsx.py
 Knobs: COWFS_FSX_SEED, COWFS_FSX_OPS (steps of the long-lived-descriptor run; the
@@ -34,11 +37,11 @@ import pytest
 
 import fsx
 import overlay
-from overlay import File
+from overlay import File, Hardlink
 
 SEED = int(os.environ.get("COWFS_FSX_SEED") or random.SystemRandom().randrange(1 << 32))
-OPS = int(os.environ.get("COWFS_FSX_OPS", "10000"))
-SECONDS = float(os.environ.get("COWFS_FSX_SECONDS", "25"))
+OPS = int(os.environ.get("COWFS_FSX_OPS", "8000"))
+SECONDS = float(os.environ.get("COWFS_FSX_SECONDS", "12"))
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 MODES = {
@@ -178,3 +181,20 @@ def test_fsx_cowfs(harness, driver, mode):
            or tree[name].get("size") != want["size"]]
     assert not bad, (f"upper written by {harness.impl} (seed {SEED}), mounted by kernel "
                      "overlayfs:\n  " + "\n  ".join(bad))
+
+
+def test_hard_link_names_stay_one_file(overlay_pair):
+    """Two names of one upper file: after the name in use is unlinked (still open), the other
+    name is the same file: same st_ino, and a write through the open descriptor is read through
+    the other name at once (one inode, one page cache), as on the kernel overlay."""
+    pair = overlay_pair({"lowerfile": "x"}, upper={"d": {"x": "data", "y": Hardlink("d/x")}})
+    pair.run([
+        ["open", "x", "d/x", ["O_RDWR"]], ["fstat", "x"],
+        ["unlink", "d/x"],
+        ["stat", "d/y"],  # first lookup of the other name
+        ["open", "y", "d/y"], ["pread", "y", 100, 0],
+        ["pwrite", "x", "NEW!", 0],
+        ["pread", "y", 100, 0],
+        ["fstat", "x"], ["fstat", "y"],
+        ["close", "x"], ["close", "y"], ["read_file", "d/y"],
+    ]).assert_same()
