@@ -23,8 +23,11 @@ write and pwrite at offsets, ftruncate/truncate, append, fstat, fchmod, fsync, l
 rmdir, unlink, rename (plain, NOREPLACE, EXCHANGE), link, symlink, mkfifo, mknod, chmod, chown,
 utimensat, setxattr/getxattr/listxattr/removexattr (and the l* forms), listdir, scandir, libc
 directory streams (opendir + readdir, rewinddir + readdir), stat, lstat, stat_times, access,
-readlink, statvfs. Paths come mostly from names that exist in some layer or were created, so they
-exist in the lower, the upper, both, or nowhere; some have a trailing slash.
+readlink, statvfs. Paths and descriptors are aimed with a rough model of the merged namespace
+(Model: the layers' merged view, updated by each op as if it succeeded), so about half of the ops
+succeed; the rest fail on purpose (a fifth of the paths are any name of the pool, some with a
+trailing slash), and their errnos are compared too. Names exist in a lower, the upper, both, or
+nowhere.
 
 What the generator leaves out, on purpose (each would only re-find a documented difference or
 stop the harness): unreadable lower files (README: rootless copy-up of a file the user cannot
@@ -325,44 +328,117 @@ MILD_DIR = tuple(m for m in DIR_MODES if m & 0o700 == 0o700)
 MILD_FILE = tuple(m for m in FILE_MODES if m & 0o600 == 0o600)
 
 
+class Model:
+    """A rough model of the merged namespace (path -> kind), to aim ops at things that exist.
+
+    Built from the layer specs with overlay's lookup rules, then updated by every generated op
+    that would succeed on a plain POSIX filesystem (permissions, symlinks in paths and such are
+    ignored). It only biases the choice of paths and descriptors: a wrong guess just makes an op
+    fail, on both sides alike, which is tested too."""
+
+    def __init__(self, layers: list[dict]):  # layers top first (upper, then lowers)
+        self.kind: dict[str, str] = {}
+        self.movable: set[str] = set()  # dirs only in upper: rename works (else EXDEV)
+        self._merge("", list(enumerate(layers)))
+
+    def _merge(self, prefix: str, layers: list[tuple[int, dict]]) -> None:
+        """Overlay lookup over LAYERS ((index, children), upper = index 0), recursively."""
+        for name in sorted({n for _, js in layers for n in js}):
+            path = prefix + name
+            dirs: list[tuple[int, dict]] = []
+            kind = None
+            for i, js in layers:
+                e = js.get(name)
+                if e is None:
+                    continue
+                if e["t"] == "w" or (e["t"] != "d" and dirs):
+                    break
+                if e["t"] != "d":
+                    kind = {"h": "f"}.get(e["t"], e["t"])
+                    break
+                kind = "d"
+                dirs.append((i, e.get("children", {})))
+                if e.get("opaque"):
+                    break
+            if kind is None:
+                continue
+            self.kind[path] = kind
+            if kind == "d":
+                if [i for i, _ in dirs] == [0]:
+                    self.movable.add(path)
+                self._merge(path + "/", dirs)
+
+    def parent_ok(self, path: str) -> bool:
+        parent = path.rpartition("/")[0]
+        if parent.split("/")[0] == ROOT_DIR or path == ROOT_DIR:
+            return False  # the root-owned directory: nothing is made or removed in it
+        return parent == "" or self.kind.get(parent) == "d"
+
+    def under(self, path: str) -> list[str]:
+        return [p for p in self.kind if p == path or p.startswith(path + "/")]
+
+    def remove(self, path: str) -> None:
+        for p in self.under(path):
+            del self.kind[p]
+            self.movable.discard(p)
+
+    def move(self, src: str, dst: str) -> None:
+        moved = {dst + p[len(src):]: (self.kind[p], p in self.movable) for p in self.under(src)}
+        self.remove(src)
+        self.remove(dst)
+        for p, (k, mv) in moved.items():
+            self.kind[p] = k
+            if mv:
+                self.movable.add(p)
+
+    def children(self, path: str) -> list[str]:
+        return [p for p in self.kind if p.rpartition("/")[0] == path]
+
+
 class _Gen:
     def __init__(self, rng: random.Random, lowers: list[dict], upper: dict, rooted: bool,
                  modes: str = "all"):
         self.rng = rng
         self.modes = modes
         self.rooted = rooted
-        known = set()
-        for js in [*lowers, upper]:
-            known |= {p for p, e in _flat(js) if e["t"] != "w"}
-        self.known = sorted(known)
-        self.known_set = set(self.known)
+        self.model = Model([upper, *lowers])
+        self.open_fds: dict[str, str] = {}  # fd name -> kind, for fds the model thinks open
+        self.open_dirs: set[str] = set()
         self.pool = POOL + ([ROOT_DIR] + [f"{ROOT_DIR}/{p}" for p in POOL if p.count("/") < 2]
                             if rooted else [])
 
-    def learn(self, path: str) -> None:
-        path = path.rstrip("/")
-        if path and path not in self.known_set and path != ".":
-            self.known_set.add(path)
-            self.known.append(path)
+    # --- paths -----------------------------------------------------------------------------
+    def _slash(self, p: str) -> str:
+        return p + "/" if self.rng.random() < 0.03 else p
 
-    def path(self, root_ok: bool = True) -> str:
-        """A path from the pool, mostly one that exists in some layer or was created. "." (the
-        mount root) is never given to open or chmod: a root the test user cannot search would
-        stop the tree walks of both sides."""
-        r = self.rng.random()
-        if r < 0.03 and root_ok:
+    def existing(self, kinds: str | None = None, root_ok: bool = False) -> str:
+        """Mostly a path the model has (of one of KINDS), else any pool path. "." (the mount
+        root) is never given to open or chmod: a root the test user cannot search would stop
+        the tree walks of both sides."""
+        if root_ok and self.rng.random() < 0.03:
             return "."
-        p = self.rng.choice(self.known) if self.known and r < 0.7 else self.rng.choice(self.pool)
-        if self.rng.random() < 0.03:
-            p += "/"
-        return p
+        cands = [p for p, k in self.model.kind.items() if kinds is None or k in kinds]
+        if cands and self.rng.random() < 0.8:
+            return self._slash(self.rng.choice(sorted(cands)))
+        return self._slash(self.rng.choice(self.pool))
 
-    def new_path(self) -> str:
-        p = self.path()
-        self.learn(p)
-        return p
+    def fresh(self) -> str:
+        """Mostly a name the model does not have, in a directory it has."""
+        cands = [p for p in self.pool if p not in self.model.kind and self.model.parent_ok(p)]
+        if cands and self.rng.random() < 0.8:
+            return self._slash(self.rng.choice(cands))
+        return self.existing()
+
+    def any(self, root_ok: bool = False) -> str:
+        return self.fresh() if self.rng.random() < 0.25 else self.existing(root_ok=root_ok)
+
+    def _k(self, path: str) -> str | None:
+        k = self.model.kind.get(path.rstrip("/"))
+        return None if path.endswith("/") and k != "d" else k
 
     def fd(self) -> str:
+        if self.open_fds and self.rng.random() < 0.85:
+            return self.rng.choice(sorted(self.open_fds))
         return self.rng.choice(FDS)
 
     def mode(self, modes=FILE_MODES) -> int:
@@ -370,31 +446,57 @@ class _Gen:
             modes = {FILE_MODES: MILD_FILE, DIR_MODES: MILD_DIR}.get(modes, MILD_CHMOD)
         return self.rng.choice(modes)
 
+    def _created(self, path: str, kind: str) -> bool:
+        """Record PATH as made if the model says that works; True if so."""
+        p = path.rstrip("/")
+        if p in self.model.kind or not self.model.parent_ok(p) or (path.endswith("/")
+                                                                   and kind != "d"):
+            return False
+        self.model.kind[p] = kind
+        if kind == "d":
+            self.model.movable.add(p)
+        return True
+
     # --- op families: each returns a list of ops -----------------------------------------
     def g_open(self):
         flags = [self.rng.choice(ACC)]
         flags += [f for f, p in EXTRA_FLAGS if self.rng.random() < p]
-        path = self.path(root_ok=False)
-        if "O_CREAT" in flags:
-            self.learn(path)
-        return [["open", self.fd(), path, flags + ["O_NONBLOCK"], self.mode()]]
+        creat = "O_CREAT" in flags
+        path = self.fresh() if creat and self.rng.random() < 0.5 else \
+            self.existing("fdp" if self.rng.random() < 0.9 else None)
+        fd = self.rng.choice(FDS)
+        self.open_fds.pop(fd, None)
+        kind = self._k(path)
+        if kind is None and creat and "O_DIRECTORY" not in flags and self._created(path, "f"):
+            kind = "f"
+        elif kind is not None and "O_EXCL" in flags and creat:
+            kind = None
+        if kind == "d" and flags[0] != "O_RDONLY":
+            kind = None
+        if kind == "f" and "O_DIRECTORY" in flags:
+            kind = None
+        if kind is not None:
+            self.open_fds[fd] = kind
+        return [["open", fd, path, flags + ["O_NONBLOCK"], self.mode()]]
 
     def g_create(self):
         f = self.rng.choice(("O_EXCL", "O_TRUNC", None))
         fl = ["O_WRONLY", "O_CREAT"] + ([f] if f else []) + ["O_NONBLOCK"]
-        return [["open", "c", self.new_path(), fl, self.mode()],
+        path = self.fresh() if self.rng.random() < 0.75 else self.existing("f")
+        self._created(path, "f")
+        return [["open", "c", path, fl, self.mode()],
                 ["write", "c", _payload(self.rng)], ["close", "c"]]
 
     def g_append(self):
-        return [["open", "c", self.path(), ["O_WRONLY", "O_APPEND", "O_NONBLOCK"]],
+        return [["open", "c", self.existing("f"), ["O_WRONLY", "O_APPEND", "O_NONBLOCK"]],
                 ["write", "c", _payload(self.rng)], ["close", "c"]]
 
     def g_write_at(self):
-        return [["open", "c", self.path(), ["O_RDWR", "O_NONBLOCK"]],
+        return [["open", "c", self.existing("f"), ["O_RDWR", "O_NONBLOCK"]],
                 ["pwrite", "c", _payload(self.rng), self.rng.choice(OFFSETS)], ["close", "c"]]
 
     def g_read_path(self):
-        return [["open", "c", self.path(), ["O_RDONLY", "O_NONBLOCK"]],
+        return [["open", "c", self.existing("f"), ["O_RDONLY", "O_NONBLOCK"]],
                 ["read", "c", 100000], ["close", "c"]]
 
     def g_fd_write(self):
@@ -424,96 +526,152 @@ class _Gen:
         if r < 0.8:
             return [["lseek", fd, self.rng.choice((0, 3, 5000)),
                      self.rng.choice(("SEEK_SET", "SEEK_CUR", "SEEK_END"))]]
+        self.open_fds.pop(fd, None)
         return [["close", fd]]
 
     def g_truncate(self):
-        return [["truncate", self.path(), self.rng.choice(SIZES)]]
+        return [["truncate", self.existing("f"), self.rng.choice(SIZES)]]
 
     def g_mkdir(self):
-        return [["mkdir", self.new_path(), self.mode(DIR_MODES)]]
+        path = self.fresh()
+        self._created(path, "d")
+        return [["mkdir", path, self.mode(DIR_MODES)]]
 
     def g_rmdir(self):
-        return [["rmdir", self.path()]]
+        empty = sorted(p for p, k in self.model.kind.items()
+                       if k == "d" and not self.model.children(p))
+        path = self.rng.choice(empty) if empty and self.rng.random() < 0.5 else self.existing("d")
+        p = path.rstrip("/")
+        if (self.model.kind.get(p) == "d" and not self.model.children(p)
+                and self.model.parent_ok(p)):
+            self.model.remove(p)
+        return [["rmdir", path]]
 
     def g_unlink(self):
-        return [["unlink", self.path()]]
+        path = self.existing("flps")
+        p = path
+        if self.model.kind.get(p) not in (None, "d") and self.model.parent_ok(p):
+            self.model.remove(p)
+        return [["unlink", path]]
 
     def g_rename(self):
         flags = self.rng.choice(("", "", "", "NOREPLACE", "EXCHANGE"))
-        src, dst = self.path(), self.path()
-        self.learn(dst)
-        self.learn(src)
+        src = self.existing()
+        r = self.rng.random()
+        dst = self.fresh() if r < 0.45 or flags == "NOREPLACE" else self.existing()
+        self._predict_rename(src, dst, flags)
         return [["rename", src, dst, flags] if flags else ["rename", src, dst]]
 
+    def _predict_rename(self, src: str, dst: str, flags: str) -> None:
+        m = self.model
+        s, d = src.rstrip("/"), dst.rstrip("/")
+        ks, kd = m.kind.get(s), m.kind.get(d)
+        if (ks is None or s == d or not m.parent_ok(s) or not m.parent_ok(d)
+                or d.startswith(s + "/") or s.startswith(d + "/")):
+            return
+        if (ks == "d" and s not in m.movable) or (kd == "d" and flags == "EXCHANGE"
+                                                  and d not in m.movable):
+            return  # EXDEV
+        if flags == "EXCHANGE":
+            if kd is None:
+                return
+            tmp = "\0swap"
+            m.move(s, tmp)
+            m.move(d, s)
+            m.move(tmp, d)
+            return
+        if kd is not None and (flags == "NOREPLACE" or (ks == "d") != (kd == "d")
+                               or (kd == "d" and m.children(d))):
+            return
+        if (src.endswith("/") or dst.endswith("/")) and ks != "d":
+            return
+        m.move(s, d)
+
     def g_link(self):
-        return [["link", self.path(), self.new_path()]]
+        src, dst = self.existing("flp"), self.fresh()
+        k = self.model.kind.get(src)
+        if k not in (None, "d"):
+            self._created(dst, k)
+        return [["link", src, dst]]
 
     def g_symlink(self):
-        p = self.new_path()
+        p = self.fresh()
+        self._created(p, "l")
         return [["symlink", _symlink_target(self.rng, p.rstrip("/")), p]]
 
     def g_special(self):
-        r = self.rng.random()
-        if r < 0.6:
-            return [["mkfifo", self.new_path(), self.mode()]]
+        if self.rng.random() < 0.6:
+            p = self.fresh()
+            self._created(p, "p")
+            return [["mkfifo", p, self.mode()]]
         kind = self.rng.choice(("p", "f", "s", "c"))
-        return [["mknod", self.new_path(), 0o644, kind]]
+        p = self.fresh()
+        if kind != "c":
+            self._created(p, kind)
+        return [["mknod", p, 0o644, kind]]
 
     def g_chmod(self):
-        return [["chmod", self.path(root_ok=False), self.mode(CHMOD_MODES)]]
+        return [["chmod", self.existing(), self.mode(CHMOD_MODES)]]
 
     def g_chown(self):
         r = self.rng.random()
         op = "lchown" if r < 0.3 else "chown"
         if self.rooted or r < 0.5:  # -1/-1 reaches setattr (copy-up) even on others' files
-            return [[op, self.path(), self.rng.choice(("user", "root")), "user"]]
-        return [[op, self.path(), -1, -1]]
+            return [[op, self.existing(), self.rng.choice(("user", "root")), "user"]]
+        return [[op, self.existing(), -1, -1]]
 
     def g_utimens(self):
         if self.rng.random() < 0.2:
-            return [["utime", self.path()]]
-        return [["utimensat", self.path(), self.rng.choice(ATIMES + ("NOW", "OMIT")),
+            return [["utime", self.any()]]
+        return [["utimensat", self.any(root_ok=True), self.rng.choice(ATIMES + ("NOW", "OMIT")),
                  self.rng.choice(MTIMES + ("NOW", "OMIT")), self.rng.random() < 0.7]]
 
     def g_stat(self):
         op = self.rng.choice(("stat", "lstat", "stat", "lstat", "stat_times", "lstat_times",
                               "readlink", "exists"))
-        return [[op, self.path()]]
+        return [[op, self.existing("l" if op == "readlink" else None, root_ok=True)]]
 
     def g_access(self):
         modes = [m for m in ("R_OK", "W_OK", "X_OK") if self.rng.random() < 0.4] or ["F_OK"]
-        return [["access", self.path(), modes]]
+        return [["access", self.any(root_ok=True), modes]]
 
     def g_statfs(self):
-        return [["statvfs", self.path()]]
+        return [["statvfs", self.any(root_ok=True)]]
 
     def g_setxattr(self):
         op = "lsetxattr" if self.rng.random() < 0.2 else "setxattr"
         flags = self.rng.choice(("", "", "CREATE", "REPLACE"))
-        return [[op, self.path(), self.rng.choice(XATTRS), _text(self.rng, 0, 8), flags]]
+        return [[op, self.existing(root_ok=True), self.rng.choice(XATTRS), _text(self.rng, 0, 8),
+                 flags]]
 
     def g_getxattr(self):
-        r = self.rng.random()
-        if r < 0.5:
-            return [[self.rng.choice(("getxattr", "lgetxattr")), self.path(),
+        if self.rng.random() < 0.5:
+            return [[self.rng.choice(("getxattr", "lgetxattr")), self.existing(root_ok=True),
                      self.rng.choice(XATTRS)]]
-        return [[self.rng.choice(("listxattr", "llistxattr")), self.path()]]
+        return [[self.rng.choice(("listxattr", "llistxattr")), self.existing(root_ok=True)]]
 
     def g_removexattr(self):
         op = "lremovexattr" if self.rng.random() < 0.2 else "removexattr"
-        return [[op, self.path(), self.rng.choice(XATTRS)]]
+        return [[op, self.existing(root_ok=True), self.rng.choice(XATTRS)]]
 
     def g_readdir(self):
         r = self.rng.random()
         if r < 0.4:
-            return [["listdir", self.path()]]
+            return [["listdir", self.existing("d", root_ok=True)]]
         if r < 0.6:
-            return [["scandir", self.path()]]
-        d = self.rng.choice(DIRSTREAMS)
-        if r < 0.8:  # readdir right after opendir: when a snapshot is taken is not semantics
-            return [["opendir", d, self.path()], ["readdir", d]]
+            return [["scandir", self.existing("d", root_ok=True)]]
+        if r < 0.8 or not self.open_dirs:  # readdir right after opendir: when a snapshot is
+            d = self.rng.choice(DIRSTREAMS)  # taken is not semantics
+            path = self.existing("d", root_ok=True)
+            if self.model.kind.get(path) == "d" or path == ".":
+                self.open_dirs.add(d)
+            else:
+                self.open_dirs.discard(d)
+            return [["opendir", d, path], ["readdir", d]]
+        d = self.rng.choice(sorted(self.open_dirs))
         if r < 0.95:  # rewinddir must show the current state (POSIX)
             return [["rewinddir", d], ["readdir", d]]
+        self.open_dirs.discard(d)
         return [["closedir", d]]
 
     WEIGHTS = {

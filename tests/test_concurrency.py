@@ -381,23 +381,28 @@ def test_rename_while_copy_up_has_waiters(harness):
 TAKEOVER_SCRIPT = r'''
 import json, os, sys
 d, result = sys.argv[1], sys.argv[2]
-with open(f"{d}/old", "w") as f:
-    f.write("OLD DATA")
-p = os.open(f"{d}/old", os.O_PATH)  # the kernel keeps the inode; the filesystem opens nothing
-os.unlink(f"{d}/old")               # gone on disk: its inode number is free for reuse
-with open(f"{d}/new", "w") as f:
-    f.write("new, unrelated data")   # ext4 hands out the freed inode number again
-out = {"new ino": os.stat(f"{d}/new").st_ino}
-try:
-    st = os.fstat(p)
-    out["deleted"] = {"ino": st.st_ino, "nlink": st.st_nlink, "size": st.st_size}
-except OSError as e:
-    out["deleted"] = os.strerror(e.errno)
-try:
-    with open(f"/proc/self/fd/{p}") as f:
-        out["reopened deleted"] = f.read()
-except OSError as e:
-    out["reopened deleted"] = os.strerror(e.errno)
+for i in range(20):  # the upper's filesystem usually hands out a freed inode number at once
+    with open(f"{d}/old{i}", "w") as f:
+        f.write("OLD DATA")
+    p = os.open(f"{d}/old{i}", os.O_PATH)  # the kernel keeps the inode; the fs opens nothing
+    os.unlink(f"{d}/old{i}")               # gone on disk: its inode number is free for reuse
+    with open(f"{d}/new{i}", "w") as f:
+        f.write("new, unrelated data")
+    out = {"round": i, "new ino": os.stat(f"{d}/new{i}").st_ino}
+    try:
+        st = os.fstat(p)
+        out["deleted"] = {"ino": st.st_ino, "nlink": st.st_nlink, "size": st.st_size}
+    except OSError as e:
+        out["deleted"] = os.strerror(e.errno)
+    try:
+        with open(f"/proc/self/fd/{p}") as f:
+            out["reopened deleted"] = f.read()
+    except OSError as e:
+        out["reopened deleted"] = os.strerror(e.errno)
+    os.close(p)
+    if out["reopened deleted"] == "new, unrelated data" or (
+            isinstance(out["deleted"], dict) and out["deleted"]["ino"] == out["new ino"]):
+        break
 with open(result, "w") as f:
     json.dump(out, f)
 '''
