@@ -202,12 +202,7 @@ def _remove(ov: Overlay, parent: Node, name: bytes, node: Node) -> None:
         upper.rmdir(path)
     else:
         upper.unlink(path)
-    ov.table.detach(node, parent, name, gone=not _other_links(old))
-
-
-def _other_links(st: os.stat_result | None) -> bool:
-    """An upper non-directory that other hard links keep alive after this name goes."""
-    return st is not None and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1
+    ov.table.detach(node, parent, name)
 
 
 def _put_whiteout(upper: UpperLayer, path: bytes, old: os.stat_result | None) -> None:
@@ -282,7 +277,7 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
         if whiteout_old:
             _put_whiteout(upper, old_path, None)
     if dst is not None:
-        ov.table.detach(dst, pnew, nnew, gone=not _other_links(target))
+        ov.table.detach(dst, pnew, nnew)
     ov.table.move(src, (pold, nold), (pnew, nnew))
 
 

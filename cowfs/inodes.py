@@ -131,14 +131,12 @@ class NodeTable:
         node.aliases.append(alias)
         parent.nchild += 1
 
-    def detach(self, node: Node, parent: Node, name: bytes, gone: bool = True) -> None:
-        """parent/name no longer names node; `gone`: nor does anything else on disk (it keeps
-        other hard links we may not know yet otherwise)."""
+    def detach(self, node: Node, parent: Node, name: bytes) -> None:
         try:
             node.aliases.remove((parent, name))
         except ValueError:
             return
-        if not node.aliases and gone:
+        if not node.aliases:
             # a new object may get the real inode number: it must not find this node
             self._rekey(node)
         self._release_parent(parent)
