@@ -56,7 +56,6 @@ def session(harness, request: pytest.FixtureRequest):
 # strict: a fix makes them XPASS, which fails, so a marker cannot outlive its bug.
 OPEN = {
     1: "open O_CREAT of an existing copied-up hard link answers EACCES (kernel: ok)",
-    8: "the mount root answers EACCES to the tree walk after a run with chmods (kernel: ok)",
 } if SEED == "20251125" else {}
 
 

@@ -116,6 +116,13 @@ CASES = [
         marks=pending("a hard link reached through a searchable dir is used through its "
                       "first name, in a dir that lost x: EACCES"),
         id="hardlink-used-through-other-name"),
+    pytest.param(
+        [{"l": D({"x": D()})}], {},
+        [["mkdir", "d"], ["open", "f", "d", ["O_RDONLY", NB]], ["rmdir", "d"], ["fstat", "f"],
+         ["fchmod", "f", 0o700], ["open", "g", "l/x", ["O_RDONLY", NB]], ["rmdir", "l/x"],
+         ["fstat", "g"]],
+        marks=pending("fstat/fchmod through an open descriptor of a removed directory: ENOENT"),
+        id="fd-of-removed-dir"),
 ]
 
 
