@@ -27,7 +27,7 @@ async def apply_setattr(ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
         handle = next((h for h in node.handles if h.fd is not None), None)
     fd = handle.fd if handle is not None else None  # read after copy-up: it may reopen it
     # f*() calls act through the descriptor: no path walk, and unlinked files work too
-    path = node.path() if fd is None else None
+    path = ov.path_of(node) if fd is None else None
     if fields.update_uid or fields.update_gid:
         uid = attr.st_uid if fields.update_uid else -1
         gid = attr.st_gid if fields.update_gid else -1
@@ -76,24 +76,25 @@ def _truncate(ov: Overlay, path: bytes | None, fd: int | None, size: int) -> Non
 def getxattr(ov: Overlay, node: Node, name: bytes) -> bytes:
     if markers.from_disk_xattr(markers.to_disk_xattr(name)) is None:
         raise OSError(errno.ENODATA, "no such attribute")
-    return ov.layer_of(node).getxattr(node.path(), markers.to_disk_xattr(name))
+    return ov.layer_of(node).getxattr(ov.path_of(node), markers.to_disk_xattr(name))
 
 
 def listxattr(ov: Overlay, node: Node) -> list[bytes]:
-    names = (markers.from_disk_xattr(n) for n in ov.layer_of(node).listxattr(node.path()))
+    on_disk = ov.layer_of(node).listxattr(ov.path_of(node))
+    names = (markers.from_disk_xattr(n) for n in on_disk)
     return [n for n in names if n is not None]
 
 
 async def setxattr(ov: Overlay, node: Node, name: bytes, value: bytes) -> None:
     await copy_up(ov, node)
-    ov.writable.setxattr(node.path(), markers.to_disk_xattr(name), value)
+    ov.writable.setxattr(ov.path_of(node), markers.to_disk_xattr(name), value)
 
 
 async def removexattr(ov: Overlay, node: Node, name: bytes) -> None:
     # a name that is not there gives ENODATA without a copy-up, as in the kernel
     getxattr(ov, node, name)
     await copy_up(ov, node)
-    ov.writable.removexattr(node.path(), markers.to_disk_xattr(name))
+    ov.writable.removexattr(ov.path_of(node), markers.to_disk_xattr(name))
 
 
 def statfs(ov: Overlay) -> pyfuse3.StatvfsData:

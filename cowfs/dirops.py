@@ -153,7 +153,7 @@ async def link(ov: Overlay, node: Node, parent: Node, name: bytes) -> Node:
     if ov.resolve(parent, name) is not None:
         raise FileExistsError(errno.EEXIST, "exists")
     await copy_up(ov, node)
-    src = node.path()
+    src = ov.path_of(node)
     make(ov, parent, name, None, lambda d, n: os.link(
         src, n, src_dir_fd=ov.upper.fd, dst_dir_fd=d, follow_symlinks=False))
     ov.table.attach(node, parent, name)
@@ -202,7 +202,12 @@ def _remove(ov: Overlay, parent: Node, name: bytes, node: Node) -> None:
         upper.rmdir(path)
     else:
         upper.unlink(path)
-    ov.table.detach(node, parent, name)
+    ov.table.detach(node, parent, name, gone=not _other_links(old))
+
+
+def _other_links(st: os.stat_result | None) -> bool:
+    """An upper non-directory that other hard links keep alive after this name goes."""
+    return st is not None and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1
 
 
 def _put_whiteout(upper: UpperLayer, path: bytes, old: os.stat_result | None) -> None:
@@ -277,7 +282,7 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
         if whiteout_old:
             _put_whiteout(upper, old_path, None)
     if dst is not None:
-        ov.table.detach(dst, pnew, nnew)
+        ov.table.detach(dst, pnew, nnew, gone=not _other_links(target))
     ov.table.move(src, (pold, nold), (pnew, nnew))
 
 

@@ -45,9 +45,10 @@ class Handles:
         flags &= ~DROP_FLAGS
         if flags & _WRITE_FLAGS or (flags & os.O_ACCMODE) != os.O_RDONLY:
             await copy_up(self.ov, node, data=not flags & os.O_TRUNC)
+        path = self.ov.path_of(node)
         if node.upper:
-            return self.add(node, self.ov.upper.open(node.path(), flags))
-        return self.add(node, self.ov.layer_of(node).open_read(node.path()), upper=False)
+            return self.add(node, self.ov.upper.open(path, flags))
+        return self.add(node, self.ov.layer_of(node).open_read(path), upper=False)
 
     def release(self, fh: int) -> None:
         h = self.by_fh.pop(fh)

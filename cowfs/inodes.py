@@ -57,6 +57,11 @@ class Node:
             parts.append(name)
         return b"/".join(reversed(parts))
 
+    def paths(self):
+        """Its relative path through each of its names (hard links have several)."""
+        for parent, name in self.aliases:
+            yield parent.child_path(name)
+
     def child_path(self, name: bytes) -> bytes:
         return name if self.ino == ROOT else self.path() + b"/" + name
 
@@ -120,23 +125,28 @@ class NodeTable:
         self.by_key[key] = node
 
     def attach(self, node: Node, parent: Node, name: bytes) -> None:
-        """Record that `parent/name` names `node` (a directory has one name only)."""
+        """Record that `parent/name` names `node` (a directory has one name only). The name used
+        last goes first: it is the one path-based operations try first."""
         alias = (parent, name)
         if alias in node.aliases:
+            node.aliases.remove(alias)
+            node.aliases.insert(0, alias)
             return
         if node.is_dir:
             for old in node.aliases:
                 self._release_parent(old[0])
             node.aliases.clear()
-        node.aliases.append(alias)
+        node.aliases.insert(0, alias)
         parent.nchild += 1
 
-    def detach(self, node: Node, parent: Node, name: bytes) -> None:
+    def detach(self, node: Node, parent: Node, name: bytes, gone: bool = True) -> None:
+        """parent/name no longer names node; `gone`: nor does anything else on disk (it keeps
+        other hard links we may not know yet otherwise)."""
         try:
             node.aliases.remove((parent, name))
         except ValueError:
             return
-        if not node.aliases:
+        if not node.aliases and gone:
             # a new object may get the real inode number: it must not find this node
             self._rekey(node)
         self._release_parent(parent)

@@ -129,7 +129,7 @@ class CowOperations(pyfuse3.Operations):
     @fuse_op
     async def readlink(self, inode, ctx):
         node = self.table[inode]
-        return self.ov.layer_of(node).readlink(node.path())
+        return self.ov.layer_of(node).readlink(self.ov.path_of(node))
 
     @fuse_op
     async def release(self, fh):

@@ -85,6 +85,21 @@ class Overlay:
     def layer_of(self, node: Node) -> Layer:
         return self.upper if node.upper else self.lowers[node.lowers[0]]
 
+    def path_of(self, node: Node) -> bytes:
+        """The node's path in its layer. FUSE names no path, only the inode, where the kernel
+        overlay would use the name it was given: a hard link whose first name's directory the
+        daemon cannot search is reached through another of its names."""
+        if len(node.aliases) < 2:
+            return node.path()
+        layer = self.layer_of(node)
+        for path in node.paths():
+            try:
+                layer.lstat(path)
+                return path
+            except PermissionError:
+                continue
+        return node.path()
+
     def stat(self, node: Node) -> os.stat_result:
         """The real object's stat: through an open descriptor where there is one (no path walk,
         and it works once the file is unlinked or its directory has lost search permission)."""
@@ -93,7 +108,7 @@ class Overlay:
                 return os.fstat(handle.fd)
         if not node.aliases and node.ino != pyfuse3.ROOT_INODE:
             raise OSError(errno.ENOENT, "unlinked")
-        return self.layer_of(node).lstat(node.path())
+        return self.layer_of(node).lstat(self.path_of(node))
 
     def attrs(self, node: Node, st: os.stat_result | None = None) -> pyfuse3.EntryAttributes:
         if st is None:

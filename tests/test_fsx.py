@@ -183,10 +183,6 @@ def test_fsx_cowfs(harness, driver, mode):
                      "overlayfs:\n  " + "\n  ".join(bad))
 
 
-@pytest.mark.xfail(strict=True, reason="open: once the only name cowfs knows of an upper hard link "
-                   "is unlinked, a later lookup of another name makes a new inode (node "
-                   "re-keyed); keeping the key needs path ops that do not rely on the first "
-                   "known name (fuzz runs 1 and 8 of seed 20251125 then fail with EACCES)")
 def test_hard_link_names_stay_one_file(overlay_pair):
     """Two names of one upper file: after the name in use is unlinked (still open), the other
     name is the same file: same st_ino, and a write through the open descriptor is read through

@@ -52,16 +52,7 @@ def session(harness, request: pytest.FixtureRequest):
             tr.write_line(line)
 
 
-# Runs of the default seed that find divergences not fixed yet (in the closing note of issue 3);
-# strict: a fix makes them XPASS, which fails, so a marker cannot outlive its bug.
-OPEN = {
-    1: "open O_CREAT of an existing copied-up hard link answers EACCES (kernel: ok)",
-} if SEED == "20251125" else {}
-
-
-@pytest.mark.parametrize("run", [
-    pytest.param(r, marks=pytest.mark.xfail(strict=True, reason=f"open divergence: {OPEN[r]}"))
-    if r in OPEN else r for r in range(RUNS)])
+@pytest.mark.parametrize("run", range(RUNS))
 def test_fuzz_run(session: fuzz.Session, run: int):
     print(f"fuzz: seed {SEED}, run {run}, {OPS} ops "
           f"(replay the whole run: python tests/fuzz.py --seed {SEED} --first-run {run} --runs 1)")
