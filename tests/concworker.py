@@ -355,9 +355,9 @@ class Worker:
             size, tail = BIG[path]
             self.call("truncate", os.truncate, full, HEADER + size + tail)
         elif how == "chmod":
-            self.call("chmod", os.chmod, full, self.rng.choice([0o644, 0o664]))
+            self.call("chmod_file", os.chmod, full, self.rng.choice([0o644, 0o664]))
         elif how == "setxattr":
-            self.call("setxattr", os.setxattr, full, f"user.{self.wid}", b"t")
+            self.call("setxattr_file", os.setxattr, full, f"user.{self.wid}", b"t")
         elif how == "link":
             name = f"{path}.l-{self.wid}"
             if self.call("link", os.link, full, self.p(name)) is not FAIL:
