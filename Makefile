@@ -15,6 +15,8 @@ APT_PACKAGES := fuse3 libfuse3-dev pkg-config attr fuse-overlayfs stress-ng gcc 
 # how long `make fuzz` runs the differential fuzzer, and its seed (empty: a fresh one)
 FUZZ_SECONDS ?= 600
 SEED ?=
+# extra arguments for `python -m bench`, e.g. BENCH_ARGS="--only walk --runs 3"
+BENCH_ARGS ?=
 
 # ./.venv if others can reach it, else a world-readable place outside the checkout
 ifndef VENV
@@ -27,7 +29,7 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo 1)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all deps venv test demo clean testenv fuzz
+.PHONY: all deps venv test demo clean testenv fuzz bench
 
 all: venv
 
@@ -90,6 +92,16 @@ test: deps venv testenv
 fuzz: deps venv testenv
 	@cd '$(CURDIR)' && COWFS_TEST_USER=$(TEST_USER) unshare -m --propagation private \
 	  $(VENV)/bin/python tests/fuzz.py --seconds $(FUZZ_SECONDS) $(if $(SEED),--seed $(SEED))
+
+# --- benchmarks -------------------------------------------------------------------------------
+# raw dir, kernel overlay, fuse-overlayfs and cowfs side by side (bench/, README "Benchmarks").
+# Installs what only the bench needs: fio, the `bench` extra (matplotlib); the wheelhouse is
+# downloaded by the bench itself into /var/cache/cowfs-bench.
+bench: deps venv testenv
+	@command -v fio >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fio; }
+	@$(VENV)/bin/python -c 'import matplotlib' 2>/dev/null || { umask 022; $(VENV)/bin/pip install -q \
+	  $$($(VENV)/bin/python -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["bench"]))'); }
+	@cd '$(CURDIR)' && $(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 # --- demo -------------------------------------------------------------------------------------
 demo: deps venv
