@@ -173,11 +173,11 @@ GROUPS = (
                         ("copy-file", 1), ("sendfile", 1)),
           ("--mmap-bytes", "4m", "--mmap-file", "--msync-bytes", "4m", "--sync-file-bytes", "4m",
            "--copy-file-bytes", "128m", "--sendfile-size", "64k")),
-    # fsize is bounded by ops, not by the timer: on cowfs fallocate(2) is EOPNOTSUPP and
-    # stress-ng emulates it with a write loop that stops, reporting success, once the run's timer
-    # fires, so a timer landing inside an EFBIG probe prints "fallocate unexpectedly succeeded".
+    # No fsize stressor: its probes are fallocate(2) calls, EOPNOTSUPP on cowfs, which stress-ng
+    # emulates with a write loop that stops and reports success once the run's timer has fired,
+    # so a run ending inside a probe fails at random. test_file_size_limit checks RLIMIT_FSIZE.
     Group("metadata", (("xattr", 1), ("chmod", 2), ("chown", 2), ("utime", 1), ("access", 1),
-                       ("fsize", 1), ("file-ioctl", 1)), ("--fsize-ops", "30")),
+                       ("file-ioctl", 1))),
     Group("locks-notify", (("lockf", 2), ("flock", 1), ("fcntl", 1), ("lease", 1), ("locka", 1),
                            ("lockofd", 1), ("dnotify", 1), ("inotify", 1))),
     Group("direct-alloc", (("hdd", 1), ("mmap", 1), ("fallocate", 1), ("fpunch", 1),
@@ -208,8 +208,6 @@ TOLERATED_LIMITS = {
                  "ignores the error, so the stressor mostly exercises ftruncate/fsync there",
     "fpunch": "FALLOC_FL_PUNCH_HOLE is EOPNOTSUPP on cowfs (no pyfuse3 fallocate handler); "
               "stress-ng ignores the error",
-    "fsize": "fallocate(2) is EOPNOTSUPP on cowfs; stress-ng falls back to writes, so its "
-             "EFBIG/SIGXFSZ checks at the RLIMIT_FSIZE edge can print 'info' lines there",
 }
 
 
@@ -515,7 +513,7 @@ def test_stress_group(group: Group, overlay_pair, stress_ng):
 
 
 def test_fallocate_is_unsupported(overlay_pair):
-    """The documented pyfuse3 limit behind the tolerated fallocate/fpunch/fsize stressors:
+    """The documented pyfuse3 limit behind the tolerated fallocate/fpunch stressors:
     fallocate(2) (util-linux fallocate calls it directly) works on kernel overlay and is
     EOPNOTSUPP through cowfs, for allocation and for punching holes; posix_fallocate still
     works there (glibc writes zeros instead)."""
@@ -540,3 +538,50 @@ def test_fallocate_is_unsupported(overlay_pair):
                             "punch=1\nposix size 65536\n"), out["cowfs"]
     warnings.warn(StressNote("fallocate(2) is EOPNOTSUPP through cowfs (pyfuse3 has no "
                              "fallocate handler; README 'Differences'): asserted"))
+
+
+FSIZE_SCRIPT = r"""
+import os, resource, signal, sys
+os.chdir(sys.argv[1])
+got = []
+signal.signal(signal.SIGXFSZ, lambda *a: got.append("SIGXFSZ"))
+resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+def do(what, fn, *args):
+    del got[:]
+    try:
+        r = fn(*args)
+    except OSError as e:
+        r = os.strerror(e.errno)
+    print(what, r, *got)
+for path in ("stress/limit", "stress/seed/a.txt"):  # a new file, a lower one (copy-up)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    do("write across", os.pwrite, fd, b"x" * 10000, 0)
+    do("write at limit", os.pwrite, fd, b"y", 8192)
+    do("ftruncate past", os.ftruncate, fd, 9000)
+    do("truncate past", os.truncate, path, 100000)
+    do("ftruncate below", os.ftruncate, fd, 100)
+    do("size", lambda: os.fstat(fd).st_size)
+    os.close(fd)
+open_big = lambda: os.close(os.open("stress/seed/big.bin", os.O_RDWR))  # 1 MiB
+do("open a bigger lower file for writing", open_big)
+"""
+
+
+def test_file_size_limit(overlay_pair):
+    """RLIMIT_FSIZE (what the fsize stressor is after): writes stop short at the limit, a write
+    at it or a truncate past it is EFBIG with SIGXFSZ, on a new and on a copied-up file, as on
+    the kernel overlay (the kernel checks the caller's limit before a request reaches cowfs).
+    The one difference (README): the kernel copies up under the caller's limit, so a lower file
+    bigger than it cannot be opened for writing there; cowfs copies it."""
+    pair = overlay_pair(LOWER_TOP, LOWER_BOTTOM)
+    e = overlay.env()
+    out = {}
+    for side, m in (("kernel", pair.kernel), (pair.impl, pair.cowfs)):
+        r = subprocess.run(overlay.as_user([e.python, "-c", FSIZE_SCRIPT, m.mnt]),
+                           capture_output=True, text=True, timeout=60, cwd=e.base,
+                           env=overlay.user_env(e))
+        out[side] = r.stdout + r.stderr
+    kernel, last = out["kernel"].rsplit("open a bigger", 1)
+    assert "write at limit File too large SIGXFSZ" in kernel, out["kernel"]
+    assert last == " lower file for writing File too large SIGXFSZ\n", out["kernel"]
+    assert out[pair.impl] == kernel + "open a bigger lower file for writing None\n", out
