@@ -95,8 +95,7 @@ def main(argv: list[str]) -> None:
             fixtures.download_wheels()
     ctx = Ctx(sizes, fixtures.build_lower(sizes, a.quick), a.cowfs)
     fixtures.tool_venv()
-    scratch = fixtures.CACHE / "scratch"
-    remove(scratch)
+    scratch = fixtures.CACHE / f"scratch-{os.getpid()}"   # several benches may run at once
     info = report.machine(a.cowfs)
     config = {"runs": a.runs, "quick": a.quick, "targets": a.targets,
               "workloads": [w.name for w in workloads], "sizes": dataclasses.asdict(sizes)}

@@ -39,6 +39,8 @@ def machine(cowfs_bin: str) -> dict:
         "python (cowfs)": _first_line([str(Path(cowfs_bin).parent / "python"), "--version"]),
         "cowfs": f"{commit}" + (" + uncommitted changes in cowfs/" if dirty != "?" else ""),
         "filesystem": _first_line(["findmnt", "-no", "FSTYPE,SOURCE", "-T", "/var/cache"]),
+        # other work on the machine skews every figure: worth knowing when reading them
+        "load average at start": " ".join(open("/proc/loadavg").read().split()[:3]),
     }
 
 
