@@ -27,7 +27,8 @@ def machine(cowfs_bin: str) -> dict:
                 if line.startswith("model name")), platform.processor())
     repo = Path(__file__).resolve().parents[1]
     commit = _first_line(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"])
-    dirty = _first_line(["git", "-C", str(repo), "status", "--porcelain", "--", "cowfs"])
+    dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--", "cowfs"],
+                           capture_output=True, text=True).stdout.strip()
     return {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "cpu": cpu,
@@ -37,7 +38,7 @@ def machine(cowfs_bin: str) -> dict:
         "fuse-overlayfs": _first_line(["fuse-overlayfs", "--version"]),
         "python (workloads)": _first_line(["/usr/bin/python3", "--version"]),
         "python (cowfs)": _first_line([str(Path(cowfs_bin).parent / "python"), "--version"]),
-        "cowfs": f"{commit}" + (" + uncommitted changes in cowfs/" if dirty != "?" else ""),
+        "cowfs": commit + (" + uncommitted changes in cowfs/" if dirty else ""),
         "filesystem": _first_line(["findmnt", "-no", "FSTYPE,SOURCE", "-T", "/var/cache"]),
         # other work on the machine skews every figure: worth knowing when reading them
         "load average at start": " ".join(open("/proc/loadavg").read().split()[:3]),

@@ -106,12 +106,11 @@ def walk(ctx: Ctx, m: Mount) -> Result:
     cmd = ["find", str(m.mnt / ctx.sizes.walk_root), "-printf", "%s %m\n"]
     drop_caches()
     cold, out = ctx.run(cmd, m.base)
-    warm, _ = ctx.run(cmd, m.base)
-    res = Result({"walk cold": cold, "walk warm": warm}, {f"walk: {k}": v
-                                                          for k, v in _daemon_hwm(m).items()})
     if len(out.splitlines()) < 100:
         raise BenchError(f"walk saw only {len(out.splitlines())} entries")
-    return res
+    warm, _ = ctx.run(cmd, m.base)
+    return Result({"walk cold": cold, "walk warm": warm},
+                  {f"walk: {k}": v for k, v in _daemon_hwm(m).items()})
 
 
 def readall(ctx: Ctx, m: Mount) -> Result:
