@@ -12,8 +12,14 @@ from .inodes import Node, NodeTable
 from .layers import Layer, UpperLayer
 
 
+# How long the kernel may trust what we told it of names and attributes. Every change to the
+# merged tree comes through this mount (the lower is immutable, the upper ours alone), and the
+# ones the kernel cannot see coming (copy-up) are invalidated explicitly: as long as it likes.
+TIMEOUT = 86400.0
+
+
 class Overlay:
-    def __init__(self, cfg: MountConfig, timeout: float = 1.0):
+    def __init__(self, cfg: MountConfig, timeout: float = TIMEOUT):
         self.lowers = [Layer(path, i) for i, path in enumerate(cfg.lowers)]
         self.upper = UpperLayer(cfg.upper, cfg.work) if cfg.upper else None
         self.timeout = timeout
@@ -75,6 +81,13 @@ class Overlay:
         if entry is None:
             raise OSError(errno.ENOENT, "no such entry")
         return self.node_for(parent, name, entry), entry.st
+
+    def negative_entry(self) -> pyfuse3.EntryAttributes:
+        """The reply for a missing name that lets the kernel remember that it is missing."""
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = 0
+        a.entry_timeout = self.timeout
+        return a
 
     def child(self, parent: Node, name: bytes) -> Node | None:
         """The node currently at parent/name in the merged view, or None."""
