@@ -56,6 +56,8 @@ class Overlay:
     def resolve(self, parent: Node, name: bytes) -> namei.Entry | None:
         if not parent.is_dir:
             raise OSError(errno.ENOTDIR, "not a directory")
+        if parent.listing is not None and not parent.upper:
+            return parent.listing.get(name)
         return namei.resolve(self.upper, self.lowers, self.origins, parent.upper,
                              parent.lowers, parent.child_path(name), name)
 
@@ -71,6 +73,8 @@ class Overlay:
         """The node for a resolved entry, attached under parent/name (no lookup count taken)."""
         node = self.table.get_or_add(entry.key, entry.kind)
         node.upper = entry.upper
+        if entry.upper:
+            node.listing = None
         node.lowers = entry.lowers
         node.opaque = entry.opaque
         self.table.attach(node, parent, name)
