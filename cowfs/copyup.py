@@ -49,6 +49,7 @@ def ensure_upper_dir(ov: Overlay, node: Node) -> None:
     upper.chmod(path, stat.S_IMODE(st.st_mode))
     upper.utime(path, (st.st_atime_ns, st.st_mtime_ns))
     node.upper = True
+    node.listing = None
     ov.attrs_changed(node)  # now merged: its link count reads 1
 
 

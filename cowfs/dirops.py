@@ -211,12 +211,13 @@ def _other_links(st: os.stat_result | None) -> bool:
 
 
 def _put_whiteout(upper: UpperLayer, path: bytes, old: os.stat_result | None) -> None:
+    if old is None:  # a free name: mknod is as atomic as a rename from the work dir
+        upper.mknod(path, markers.WHITEOUT_MODE, 0)
+        return
     tmp = upper.temp_name()
     os.mknod(tmp, markers.WHITEOUT_MODE, 0, dir_fd=upper.work_fd)
     try:
-        if old is None:
-            upper.from_work(tmp, path, RENAME_NOREPLACE)
-        elif stat.S_ISDIR(old.st_mode):
+        if stat.S_ISDIR(old.st_mode):
             if old.st_mode & stat.S_IRWXU != stat.S_IRWXU:
                 # moving a dir to another parent needs write permission on it; it goes anyway
                 upper.chmod(path, stat.S_IMODE(old.st_mode) | stat.S_IRWXU)

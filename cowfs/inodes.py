@@ -24,7 +24,7 @@ class Node:
     """A merged object. Its location is derived from its aliases, never stored as a path."""
 
     __slots__ = ("ino", "key", "kind", "aliases", "upper", "lowers", "opaque", "nlookup",
-                 "nchild", "handles", "lock", "__weakref__")
+                 "nchild", "handles", "lock", "listing", "__weakref__")
 
     def __init__(self, ino: int, key: bytes, kind: int):
         self.ino = ino
@@ -39,6 +39,9 @@ class Node:
         self.nchild = 0  # aliases of live nodes that name this node as parent
         self.handles: set = set()  # open file and dir handles
         self.lock = trio.Lock()  # held across copy-up
+        # a directory only lowers make up cannot change until it is copied up: its resolved
+        # entries (name -> namei.Entry), once listed, answer lookups and listings until then
+        self.listing: dict | None = None
 
     @property
     def is_dir(self) -> bool:

@@ -17,6 +17,7 @@ from . import markers
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 WHITEOUT = -1  # the kind listdir gives a whiteout
+_PATH_MAX = 4096
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
@@ -39,6 +40,8 @@ class Layer:
         self.path = path
         self.index = index
         self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._proc = b"/proc/self/fd/%d/" % self.fd
+        self._oci: dict[bytes, frozenset[bytes]] = {}
         self.dev = os.fstat(self.fd).st_dev
 
     def close(self) -> None:
@@ -89,21 +92,41 @@ class Layer:
         finally:
             os.close(fd)
 
+    def oci_marks(self, dirpath: bytes) -> frozenset[bytes] | None:
+        """The `.wh.*` names in a directory ("" or "a/b/"), read once: a lower never changes,
+        and one listing is cheaper than a probe for every name looked up in it. None where
+        the directory cannot be listed."""
+        marks = self._oci.get(dirpath)
+        if marks is None:
+            try:
+                fd = self.open_read(dirpath or b".", os.O_DIRECTORY)
+            except OSError:
+                return None
+            try:
+                names = [os.fsencode(n) for n in os.listdir(fd)]
+            finally:
+                os.close(fd)
+            marks = frozenset(n for n in names if n.startswith(markers.OCI_PREFIX))
+            self._oci[dirpath] = marks
+        return marks
+
     def readlink(self, rel: bytes) -> bytes:
         return os.readlink(rel, dir_fd=self.fd)
 
-    def _xattr_target(self, rel: bytes) -> tuple[int, str]:
-        # No *at form of the xattr calls in Python: an O_PATH fd reached through /proc names the
-        # object itself, symlinks included (the passthrough_hp way).
+    def _xattr(self, call, rel: bytes, *args):
+        # No *at form of the xattr calls: the layer root's /proc/self/fd link stands in for the
+        # dir fd (one syscall, last component not followed); a path too long to go after it
+        # takes an O_PATH fd of the object itself (the passthrough_hp way).
+        if len(rel) + len(self._proc) < _PATH_MAX:
+            return call(self._proc + rel, *args, follow_symlinks=False)
         fd = os.open(rel, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
-        return fd, f"/proc/self/fd/{fd}"
-
-    def getxattr(self, rel: bytes, name: bytes) -> bytes:
-        fd, proc = self._xattr_target(rel)
         try:
-            return os.getxattr(proc, name)
+            return call(f"/proc/self/fd/{fd}", *args)
         finally:
             os.close(fd)
+
+    def getxattr(self, rel: bytes, name: bytes) -> bytes:
+        return self._xattr(os.getxattr, rel, name)
 
     def try_getxattr(self, rel: bytes, name: bytes) -> bytes | None:
         """A marker xattr, or None where there is none (or no xattrs on this object)."""
@@ -122,15 +145,12 @@ class Layer:
         return None
 
     def listxattr(self, rel: bytes) -> list[bytes]:
-        fd, proc = self._xattr_target(rel)
         try:
-            return [os.fsencode(n) for n in os.listxattr(proc)]
+            return [os.fsencode(n) for n in self._xattr(os.listxattr, rel)]
         except OSError as e:
             if e.errno == errno.ENOTSUP:
                 return []
             raise
-        finally:
-            os.close(fd)
 
     def statvfs(self) -> os.statvfs_result:
         return os.fstatvfs(self.fd)
@@ -228,18 +248,10 @@ class UpperLayer(Layer):
         os.utime(rel, ns=ns, dir_fd=self.fd, follow_symlinks=False)
 
     def setxattr(self, rel: bytes, name: bytes, value: bytes) -> None:
-        fd, proc = self._xattr_target(rel)
-        try:
-            os.setxattr(proc, name, value)
-        finally:
-            os.close(fd)
+        self._xattr(os.setxattr, rel, name, value)
 
     def removexattr(self, rel: bytes, name: bytes) -> None:
-        fd, proc = self._xattr_target(rel)
-        try:
-            os.removexattr(proc, name)
-        finally:
-            os.close(fd)
+        self._xattr(os.removexattr, rel, name)
 
 
 def _remove_tree(dirfd: int, name: bytes) -> None:

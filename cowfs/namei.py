@@ -67,6 +67,8 @@ def resolve(upper: UpperLayer | None, lowers: list[Layer], origins: dict[bytes, 
             if not stat.S_ISDIR(st.st_mode):
                 return Entry(stat.S_IFMT(st.st_mode), st, True, (), False,
                              _upper_key(upper, path, st, origins))
+            if not parent_lowers:  # nothing below to merge with or to hide: no marker to read
+                return Entry(stat.S_IFDIR, st, True, (), False, upper_key(st))
             opaque = markers.is_opaque_value(upper.try_getxattr(path, markers.OPAQUE))
             top = Entry(stat.S_IFDIR, st, True, (), opaque, upper_key(st))
             if opaque:
@@ -93,12 +95,11 @@ def _lower_stack(lowers: list[Layer], parent_lowers: tuple[int, ...], path: byte
     if name.startswith(markers.OCI_PREFIX):
         return []  # OCI markers are never names in the merged view
     found: list[tuple[int, os.stat_result]] = []
-    # a name so long that `.wh.NAME` would pass NAME_MAX cannot have an OCI whiteout
-    oci_whiteout = (path[: len(path) - len(name)] + markers.OCI_PREFIX + name
-                    if len(name) + len(markers.OCI_PREFIX) <= NAME_MAX else None)
-    for index in parent_lowers:
+    dirpath = path[: len(path) - len(name)]
+    oci_whiteout = markers.OCI_PREFIX + name
+    for n, index in enumerate(parent_lowers, 1):
         layer = lowers[index]
-        if oci_whiteout is not None and layer.try_lstat(oci_whiteout) is not None:
+        if _oci_whiteout_in(layer, dirpath, oci_whiteout):
             break
         st = layer.try_lstat(path)
         if st is None:
@@ -110,9 +111,18 @@ def _lower_stack(lowers: list[Layer], parent_lowers: tuple[int, ...], path: byte
                 found.append((index, st))
             break
         found.append((index, st))
-        if lower_is_opaque(layer, path):
+        if n < len(parent_lowers) and lower_is_opaque(layer, path):  # only hides what is below
             break
     return found
+
+
+def _oci_whiteout_in(layer: Layer, dirpath: bytes, marker: bytes) -> bool:
+    if len(marker) > NAME_MAX:
+        return False  # a name too long for a `.wh.NAME` marker
+    marks = layer.oci_marks(dirpath)
+    if marks is None:  # a dir we may search but not list: ask for the one name
+        return layer.try_lstat(dirpath + marker) is not None
+    return marker in marks
 
 
 def lower_positive(lowers: list[Layer], parent_lowers: tuple[int, ...], path: bytes,

@@ -53,7 +53,7 @@ class CowOperations(pyfuse3.Operations):
         node, fd = dirops.create_file(self.ov, self.table[parent_inode], name, mode, flags,
                                       dirops.Creds(ctx.uid, ctx.gid))
         h = self.files.add(node, fd)
-        return pyfuse3.FileInfo(fh=h.fh), self._entry(node)
+        return pyfuse3.FileInfo(fh=h.fh, keep_cache=True), self._entry(node)
 
     @fuse_op
     async def forget(self, inode_list):
@@ -88,7 +88,10 @@ class CowOperations(pyfuse3.Operations):
 
     @fuse_op
     async def lookup(self, parent_inode, name, ctx):
-        node, st = self.ov.lookup(self.table[parent_inode], name)
+        try:
+            node, st = self.ov.lookup(self.table[parent_inode], name)
+        except FileNotFoundError:
+            return self.ov.negative_entry()
         a = self.ov.attrs(node, st)
         self.table.ref(node)
         return a
@@ -106,7 +109,8 @@ class CowOperations(pyfuse3.Operations):
     @fuse_op
     async def open(self, inode, flags, ctx):
         h = await self.files.open(self.table[inode], flags)
-        return pyfuse3.FileInfo(fh=h.fh)
+        # the page cache stays valid across opens: every change to the data comes through it
+        return pyfuse3.FileInfo(fh=h.fh, keep_cache=True)
 
     @fuse_op
     async def opendir(self, inode, ctx):

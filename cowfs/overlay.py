@@ -12,8 +12,14 @@ from .inodes import Node, NodeTable
 from .layers import Layer, UpperLayer
 
 
+# How long the kernel may trust what we told it of names and attributes. Every change to the
+# merged tree comes through this mount (the lower is immutable, the upper ours alone), and the
+# ones the kernel cannot see coming (copy-up) are invalidated explicitly: as long as it likes.
+TIMEOUT = 86400.0
+
+
 class Overlay:
-    def __init__(self, cfg: MountConfig, timeout: float = 1.0):
+    def __init__(self, cfg: MountConfig, timeout: float = TIMEOUT):
         self.lowers = [Layer(path, i) for i, path in enumerate(cfg.lowers)]
         self.upper = UpperLayer(cfg.upper, cfg.work) if cfg.upper else None
         self.timeout = timeout
@@ -50,6 +56,8 @@ class Overlay:
     def resolve(self, parent: Node, name: bytes) -> namei.Entry | None:
         if not parent.is_dir:
             raise OSError(errno.ENOTDIR, "not a directory")
+        if parent.listing is not None and not parent.upper:
+            return parent.listing.get(name)
         return namei.resolve(self.upper, self.lowers, self.origins, parent.upper,
                              parent.lowers, parent.child_path(name), name)
 
@@ -65,6 +73,8 @@ class Overlay:
         """The node for a resolved entry, attached under parent/name (no lookup count taken)."""
         node = self.table.get_or_add(entry.key, entry.kind)
         node.upper = entry.upper
+        if entry.upper:
+            node.listing = None
         node.lowers = entry.lowers
         node.opaque = entry.opaque
         self.table.attach(node, parent, name)
@@ -75,6 +85,13 @@ class Overlay:
         if entry is None:
             raise OSError(errno.ENOENT, "no such entry")
         return self.node_for(parent, name, entry), entry.st
+
+    def negative_entry(self) -> pyfuse3.EntryAttributes:
+        """The reply for a missing name that lets the kernel remember that it is missing."""
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = 0
+        a.entry_timeout = self.timeout
+        return a
 
     def child(self, parent: Node, name: bytes) -> Node | None:
         """The node currently at parent/name in the merged view, or None."""

@@ -78,7 +78,7 @@ class DirHandles:
         not count them)."""
         h = self.by_fh[fh]
         if start == 0 or h.names is None:
-            h.names = [b".", b".."] + merged_names(self.ov, h.node)
+            h.names = [b".", b".."] + self._names(h.node)
         for i in range(start, len(h.names)):
             name = h.names[i]
             if i < 2:
@@ -97,6 +97,14 @@ class DirHandles:
                 continue  # removed since the listing was taken
             node = self.ov.node_for(h.node, name, entry)
             yield i, name, self.ov.attrs(node, entry.st), node
+
+    def _names(self, node: Node) -> list[bytes]:
+        if node.upper:
+            return merged_names(self.ov, node)
+        if node.listing is None:  # kept on the node: see Node.listing
+            node.listing = {name: self.ov.resolve(node, name)
+                            for name in merged_names(self.ov, node)}
+        return list(node.listing)
 
     def _dot_attrs(self, node: Node, i: int) -> pyfuse3.EntryAttributes:
         if i == 0:
