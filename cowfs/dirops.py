@@ -183,7 +183,7 @@ async def _settled(ov: Overlay, parent: Node, name: bytes) -> Node:
         node = ov.child(parent, name)
         if node is None:
             raise FileNotFoundError(errno.ENOENT, "no such entry")
-        if not node.lock.locked():
+        if not node.busy():
             return node
         async with node.lock:
             pass
@@ -250,11 +250,11 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
         # already up returns at once, without yielding, and this loop would spin).
         if not src.upper:
             await copy_up(ov, src)
-        elif src.lock.locked():
+        elif src.busy():
             await _wait(src)
         elif dst is not None and exchange and not dst.upper:
             await copy_up(ov, dst)
-        elif dst is not None and dst.lock.locked():
+        elif dst is not None and dst.busy():
             await _wait(dst)
         else:
             break

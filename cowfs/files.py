@@ -38,7 +38,7 @@ class Handles:
     def add(self, node: Node, fd: int | None, upper: bool = True) -> FileHandle:
         h = FileHandle(next(self._next), node, fd, upper)
         self.by_fh[h.fh] = h
-        node.handles.add(h)
+        node.add_handle(h)
         return h
 
     async def open(self, node: Node, flags: int) -> FileHandle:
@@ -52,7 +52,7 @@ class Handles:
 
     def release(self, fh: int) -> None:
         h = self.by_fh.pop(fh)
-        h.node.handles.discard(h)
+        h.node.drop_handle(h)
         if h.fd is not None:
             os.close(h.fd)
         self.ov.table.maybe_drop(h.node)

@@ -24,7 +24,7 @@ class Node:
     """A merged object. Its location is derived from its aliases, never stored as a path."""
 
     __slots__ = ("ino", "key", "kind", "aliases", "upper", "lowers", "opaque", "nlookup",
-                 "nchild", "handles", "lock", "listing", "__weakref__")
+                 "nchild", "handles", "_lock", "listing", "__weakref__")
 
     def __init__(self, ino: int, key: bytes, kind: int):
         self.ino = ino
@@ -37,11 +37,32 @@ class Node:
         self.opaque = False
         self.nlookup = 0
         self.nchild = 0  # aliases of live nodes that name this node as parent
-        self.handles: set = set()  # open file and dir handles
-        self.lock = trio.Lock()  # held across copy-up
+        # open file and dir handles; a set once there has been one (most nodes never have one,
+        # and a node per entry the kernel knows is what the daemon's memory is made of)
+        self.handles: set | tuple = ()
+        self._lock: trio.Lock | None = None  # made when first needed, likewise
         # a directory only lowers make up cannot change until it is copied up: its resolved
         # entries (name -> namei.Entry), once listed, answer lookups and listings until then
         self.listing: dict | None = None
+
+    @property
+    def lock(self) -> trio.Lock:
+        """Held across copy-up and the changes that must not overlap one."""
+        if self._lock is None:
+            self._lock = trio.Lock()
+        return self._lock
+
+    def busy(self) -> bool:
+        return self._lock is not None and self._lock.locked()
+
+    def add_handle(self, handle) -> None:
+        if not self.handles:
+            self.handles = set()
+        self.handles.add(handle)
+
+    def drop_handle(self, handle) -> None:
+        if self.handles:
+            self.handles.discard(handle)
 
     @property
     def is_dir(self) -> bool:

@@ -29,7 +29,8 @@ def is_whiteout(st: os.stat_result) -> bool:
 
 
 def is_opaque_value(value: bytes | None) -> bool:
-    return value is not None and value[:1] in (b"y", b"Y")
+    # the kernel reads one byte and wants "y": "Y", "yes" (ERANGE for it) or "x" are not opaque
+    return value == b"y"
 
 
 def to_disk_xattr(name: bytes) -> bytes:

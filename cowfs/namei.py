@@ -19,11 +19,34 @@ NAME_MAX = 255
 @dataclass(slots=True)
 class Entry:
     kind: int  # S_IFMT
-    st: os.stat_result  # of the topmost real object
+    st: os.stat_result | Attrs  # of the topmost real object
     upper: bool
     lowers: tuple[int, ...]  # lower layers taking part, top first
     opaque: bool
     key: bytes
+
+
+class Attrs:
+    """The stat fields attributes are made of, in a third of a stat result's memory: what a
+    cached listing keeps per entry."""
+
+    __slots__ = ("st_mode", "st_nlink", "st_uid", "st_gid", "st_rdev", "st_size", "st_blksize",
+                 "st_blocks", "st_atime_ns", "st_mtime_ns", "st_ctime_ns")
+
+    def __init__(self, st: os.stat_result):
+        self.st_mode, self.st_nlink, self.st_uid, self.st_gid = (
+            st.st_mode, st.st_nlink, st.st_uid, st.st_gid)
+        self.st_rdev, self.st_size, self.st_blksize, self.st_blocks = (
+            st.st_rdev, st.st_size, st.st_blksize, st.st_blocks)
+        self.st_atime_ns, self.st_mtime_ns, self.st_ctime_ns = (
+            st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def kept(entry: Entry | None) -> Entry | None:
+    """An entry to keep in a listing: its stat result shrunk to Attrs."""
+    if entry is not None:
+        entry.st = Attrs(entry.st)
+    return entry
 
 
 def upper_key(st: os.stat_result) -> bytes:

@@ -7,7 +7,7 @@ import stat
 
 import pyfuse3
 
-from . import markers
+from . import markers, namei
 from .inodes import ROOT_PARENT, Node
 from .layers import WHITEOUT, Layer
 from .overlay import Overlay
@@ -66,7 +66,7 @@ class DirHandles:
             raise NotADirectoryError(20, "not a directory")
         h = DirHandle(next(self._next), node)
         self.by_fh[h.fh] = h
-        node.handles.add(h)
+        node.add_handle(h)
         return h
 
     def __getitem__(self, fh: int) -> DirHandle:
@@ -102,7 +102,7 @@ class DirHandles:
         if node.upper:
             return merged_names(self.ov, node)
         if node.listing is None:  # kept on the node: see Node.listing
-            node.listing = {name: self.ov.resolve(node, name)
+            node.listing = {name: namei.kept(self.ov.resolve(node, name))
                             for name in merged_names(self.ov, node)}
         return list(node.listing)
 
@@ -117,6 +117,6 @@ class DirHandles:
 
     def release(self, fh: int) -> None:
         h = self.by_fh.pop(fh)
-        h.node.handles.discard(h)
+        h.node.drop_handle(h)
         self.ov.table.maybe_drop(h.node)
 

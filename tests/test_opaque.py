@@ -130,3 +130,17 @@ def test_opaque_lower_dir_in_multi_lower_stack(overlay_pair):
     out = pair.run([["listdir", "pkg"], ["listdir", "pkg/sub"], ["exists", "pkg/bottom.txt"]])
     out.assert_same()
     assert out.cowfs[0] == {"ok": ["mid.txt", "new", "sub", "top.txt"]}
+
+
+def test_only_the_value_y_is_opaque(overlay_pair):
+    """The kernel reads one byte of user.overlay.opaque and wants exactly "y": "Y", "yes" (too
+    long for its buffer) and "x" leave the lower showing through, as on cowfs."""
+    values = {"y": "y", "upper-y": "Y", "yes": "yes", "x": "x"}
+    lower = {name: Dir({"lowerfile": "l\n"}) for name in values}
+    upper = {name: Dir({"upperfile": "u\n"}, xattrs={"user.overlay.opaque": v})
+             for name, v in values.items()}
+    pair = overlay_pair(lower, upper=upper)
+    out = pair.run([["listdir", name] for name in values])
+    out.assert_same()
+    assert out.cowfs[0] == {"ok": ["upperfile"]}
+    assert all(r == {"ok": ["lowerfile", "upperfile"]} for r in out.cowfs[1:]), out.cowfs
