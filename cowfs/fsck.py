@@ -3,7 +3,7 @@
 Problems found:
 - anything in WORK/work: copy-ups and whiteouts are built there under "#cowfs-<pid>-<seq>" and
   renamed into place, so with nothing mounted, what is left there is garbage (kernel overlayfs
-  uses WORK/work the same way);
+  uses WORK/work the same way; only its shared whiteout stays there by design);
 - character devices in the upper other than 0/0 (only 0/0 is a whiteout), and OCI `.wh.*`
   names in the upper (only lowers read them: the kernel shows them as plain entries);
 - user.overlay.opaque other than "y" or on a non-directory, user.overlay.cowfs.origin on a
@@ -16,6 +16,7 @@ ours to judge): reported, never touched.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,11 @@ from . import markers, namei
 from .config import FSTYPE, read_mountinfo
 from .diff import TYPES, read_layers, show_path
 from .layers import WHITEOUT, Layer, remove_tree
+
+
+# ovl_tempname(): "#%x". Kernel overlayfs hard-links every whiteout it makes to one 0/0 device
+# of that name in WORK/work and leaves it there when unmounted (its next mount clears it).
+_KERNEL_TEMP = re.compile(rb"#[0-9a-f]+\Z")
 
 
 @dataclass
@@ -101,6 +107,9 @@ def check(up: _Upper, work_fd: int | None, work: str | None) -> list[Problem]:
     if work_fd is not None:
         scratch = os.fsencode(os.path.join(work, "work"))
         for name in sorted(os.fsencode(n) for n in os.listdir(work_fd)):
+            if _KERNEL_TEMP.match(name) and markers.is_whiteout(
+                    os.stat(name, dir_fd=work_fd, follow_symlinks=False)):
+                continue  # kernel overlayfs's shared whiteout: kept there between its mounts
             problems.append(Problem(
                 scratch + b"/" + name, "leftover of an interrupted copy-up or whiteout", "it",
                 lambda name=name: remove_tree(work_fd, name)))
