@@ -7,7 +7,6 @@ import os
 import stat
 
 import overlay
-from overlay import Dir
 from test_diff import LOWER, LOWER2, OPS, cowfs, ok, usage_error
 
 
