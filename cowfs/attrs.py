@@ -1,7 +1,8 @@
 """Attributes: setattr (chmod, chown, truncate, utimens), xattrs, statfs, access.
 
 Any change to a lower object copies it up first. Private overlay xattrs are invisible; a user's
-own user.overlay.X is stored escaped as user.overlay.overlay.X, as the kernel does.
+own user.overlay.X is stored escaped as user.overlay.overlay.X, as the kernel does. The root
+answers one virtual, read-only xattr, user.cowfs.layers (markers.LAYERS): the mount's layers.
 """
 from __future__ import annotations
 
@@ -73,7 +74,14 @@ def _truncate(ov: Overlay, path: bytes | None, fd: int | None, size: int) -> Non
         os.close(wfd)
 
 
+def _virtual(ov: Overlay, node: Node, name: bytes) -> bool:
+    """markers.LAYERS on the root: answered from the config, whatever the disk holds there."""
+    return name == markers.LAYERS and node is ov.table.root
+
+
 def getxattr(ov: Overlay, node: Node, name: bytes) -> bytes:
+    if _virtual(ov, node, name):
+        return ov.layers_xattr
     if markers.from_disk_xattr(markers.to_disk_xattr(name)) is None:
         raise OSError(errno.ENODATA, "no such attribute")
     return ov.layer_of(node).getxattr(ov.path_of(node), markers.to_disk_xattr(name))
@@ -82,15 +90,20 @@ def getxattr(ov: Overlay, node: Node, name: bytes) -> bytes:
 def listxattr(ov: Overlay, node: Node) -> list[bytes]:
     on_disk = ov.layer_of(node).listxattr(ov.path_of(node))
     names = (markers.from_disk_xattr(n) for n in on_disk)
-    return [n for n in names if n is not None]
+    # the virtual name stays unlisted, so that tools copying xattrs (cp -a, tar) never meet it
+    return [n for n in names if n is not None and not _virtual(ov, node, n)]
 
 
 async def setxattr(ov: Overlay, node: Node, name: bytes, value: bytes) -> None:
+    if _virtual(ov, node, name):
+        raise OSError(errno.EPERM, "read-only attribute")
     await copy_up(ov, node)
     ov.writable.setxattr(ov.path_of(node), markers.to_disk_xattr(name), value)
 
 
 async def removexattr(ov: Overlay, node: Node, name: bytes) -> None:
+    if _virtual(ov, node, name):
+        raise OSError(errno.EPERM, "read-only attribute")
     # a name that is not there gives ENODATA without a copy-up, as in the kernel
     getxattr(ov, node, name)
     await copy_up(ov, node)

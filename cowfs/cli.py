@@ -1,12 +1,16 @@
-"""Command line: `cowfs mount`, `cowfs umount`, and the mount.fuse3 calling convention.
+"""Command line: `cowfs mount`, `cowfs umount`, the mount.fuse3 calling convention, and the
+offline tools `cowfs diff` and `cowfs fsck`.
 
     cowfs mount --lower A [--lower B ...] [--upper U [--work W]] [-o OPTS] MOUNTPOINT
     cowfs mount -o lowerdir=A:B,upperdir=U,workdir=W MOUNTPOINT
     cowfs SOURCE MOUNTPOINT -o OPTS          (what mount.fuse3 runs for `mount -t fuse.cowfs`)
     cowfs umount [-z] MOUNTPOINT
+    cowfs diff --upper U --lower A [--lower B ...] [--json]  |  cowfs diff MOUNTPOINT [--json]
+    cowfs fsck --upper U [--work W] [--repair]
 
-Exit status: 0 success; 1 runtime failure (the mount could not be made, the daemon died); 2 bad
-input (one line on stderr, nothing created or mounted).
+Exit status: 0 success; 1 runtime failure (the mount could not be made, the daemon died, a layer
+could not be read; fsck: problems found or left); 2 bad input (one line on stderr, nothing
+created or mounted).
 
 -o options (comma separated; `\\,` and `\\:` escape a comma or colon inside a path, as in kernel
 overlayfs):
@@ -27,14 +31,15 @@ overlayfs):
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass, field
 
 from . import __version__
-from .config import UsageError, build_config, check_log_file
+from .config import UsageError, build_config, check_log_file, default_work_dir, require_dir
 
 PROG = "cowfs"
-COMMANDS = ("mount", "umount", "unmount")
+COMMANDS = ("mount", "umount", "unmount", "diff", "fsck")
 
 #: Mount flags libfuse 3 turns into mount(2) flags (mount_flags[] in lib/mount.c).
 FUSE_FLAGS = frozenset(
@@ -224,6 +229,49 @@ def _build_parser() -> _Parser:
     u = sub.add_parser("umount", aliases=["unmount"], help="unmount a cowfs mount (fusermount3 -u)")
     u.add_argument("mountpoint", metavar="MOUNTPOINT")
     u.add_argument("-z", "--lazy", action="store_true", help="lazy unmount (detach even if busy)")
+
+    d = sub.add_parser(
+        "diff",
+        help="list what an upper adds, changes and deletes relative to its lowers (docker diff)",
+        description=(
+            "One line per change, sorted by path (relative to the root): 'A path' added, "
+            "'C path' changed, 'D path' deleted. A file copied up counts as changed even when "
+            "its content is not (a chmod, an open for writing), as in docker diff. A directory "
+            "in both is changed when its type, mode, mtime or xattrs differ (not its owner: a "
+            "rootless copy-up changes that), so a parent copied up on the way is not listed. "
+            "A deleted directory is one line. An opaque directory (removed and made again) is "
+            "C, everything of the upper below it A, and each lower entry no longer shown under "
+            "it D. The layers are read directly (for MOUNTPOINT: the ones the live mount "
+            "reports), never written; on a live mount it is a snapshot of a moving target."
+        ),
+    )
+    d.add_argument("mountpoint", metavar="MOUNTPOINT", nargs="?",
+                   help="a live cowfs mount: diff the layers it uses")
+    d.add_argument("--upper", metavar="DIR", help="the upper directory to diff")
+    d.add_argument("--lower", action="append", metavar="DIR", default=[],
+                   help="its lower directory; repeat for more, top first")
+    d.add_argument("--json", action="store_true",
+                   help='a JSON array of {"path", "kind": added|modified|deleted, "type": '
+                   'file|dir|symlink|fifo|socket|char-device|block-device}')
+
+    f = sub.add_parser(
+        "fsck",
+        help="find (and --repair) leftovers and malformed markers in an upper and its work dir",
+        description=(
+            "Reports, one line each: leftovers of interrupted copy-ups and whiteouts in "
+            "WORK/work, character devices other than 0:0 and OCI .wh.* names in the upper, "
+            "malformed user.overlay.opaque and user.overlay.cowfs.origin xattrs and unknown "
+            "user.overlay.* names. Refuses while the upper is mounted. Exit 0: clean; 1: "
+            "problems found (or left after --repair)."
+        ),
+    )
+    f.add_argument("--upper", metavar="DIR", required=True, help="the upper directory")
+    f.add_argument("--work", metavar="DIR",
+                   help="its work dir (default: UPPER_PARENT/.UPPER.cowfs-work, if it exists)")
+    f.add_argument("--repair", action="store_true",
+                   help="remove what is provably garbage (work-dir leftovers, opaque xattrs on "
+                   "non-directories, malformed origin xattrs) and say so; what the merged view "
+                   "shows is never touched")
     return p
 
 
@@ -231,7 +279,8 @@ def _normalize_argv(argv: list[str]) -> list[str]:
     """mount.fuse3 runs `cowfs SOURCE MOUNTPOINT -o OPTS`: turn that into `cowfs mount ...`."""
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         if len(argv) < 2 or argv[1].startswith("-"):
-            raise UsageError(f"unknown command {argv[0]!r} (commands: mount, umount)")
+            raise UsageError(
+                f"unknown command {argv[0]!r} (commands: mount, umount, diff, fsck)")
         return ["mount", "--source", argv[0], *argv[1:]]
     return argv
 
@@ -290,6 +339,43 @@ def _cmd_umount(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from . import diff  # noqa: PLC0415
+
+    if args.mountpoint is not None:
+        if args.upper is not None or args.lower:
+            raise UsageError("give either MOUNTPOINT or --upper and --lower, not both")
+        lowers, upper = diff.mount_layers(args.mountpoint)
+    elif args.upper is None:
+        raise UsageError("missing MOUNTPOINT (a cowfs mount) or --upper DIR --lower DIR")
+    elif not args.lower:
+        raise UsageError("--upper needs at least one --lower")
+    else:
+        lowers, upper = args.lower, args.upper
+    upper, lowers = diff.layer_dirs(upper, lowers)
+    found = diff.changes(upper, lowers) if upper is not None else []  # no upper: no change
+    sys.stdout.buffer.write(diff.render(found, args.json))
+    sys.stdout.flush()
+    return 0
+
+
+def _cmd_fsck(args: argparse.Namespace) -> int:
+    from . import fsck  # noqa: PLC0415
+
+    upper = require_dir("upper directory", args.upper)
+    if args.work is not None:
+        work = require_dir("work directory", args.work)
+    else:  # the default one is checked if it is there: a kernel upper may have none
+        work = default_work_dir(upper)
+        work = work if os.path.isdir(work) else None
+    busy = fsck.in_use(upper, work)
+    if busy is not None:
+        raise UsageError(f"upper directory {args.upper} is in use ({busy}): unmount it first")
+    status = fsck.fsck(upper, work, args.repair, sys.stdout.buffer.write)
+    sys.stdout.flush()
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `cowfs` command and `python -m cowfs`. Returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -298,9 +384,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _build_parser().parse_args(_normalize_argv(argv))
         if args.command is None:
-            raise UsageError("missing command: mount or umount (see cowfs --help)")
+            raise UsageError("missing command: mount, umount, diff or fsck (see cowfs --help)")
         if args.command == "mount":
             return _cmd_mount(args)
+        if args.command in ("diff", "fsck"):
+            return _offline(_cmd_diff if args.command == "diff" else _cmd_fsck, args)
         return _cmd_umount(args)
     except UsageError as e:
         _say(str(e))
@@ -311,6 +399,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("interrupted")
         return 130
+
+
+def _offline(cmd, args: argparse.Namespace) -> int:
+    """diff and fsck: a layer that cannot be read half way is a runtime failure, one line."""
+    try:
+        return cmd(args)
+    except OSError as e:
+        where = f"{os.fsdecode(e.filename)}: " if e.filename is not None else ""
+        _say(f"{args.command}: {where}{e.strerror}")
+        return 1
 
 
 def _say(msg: str) -> None:

@@ -83,6 +83,15 @@ class MountEntry:
     mountpoint: str
     fstype: str
     source: str
+    options: str = ""  # super options, escaped as in mountinfo
+
+    def option(self, key: str) -> str | None:
+        """The value of super option KEY=VALUE (kernel overlayfs shows upperdir=, workdir=)."""
+        for opt in self.options.split(","):  # a comma inside a value is escaped (\054)
+            k, eq, value = opt.partition("=")
+            if eq and k == key:
+                return _unescape_mountinfo(value)
+        return None
 
 
 def _unescape_mountinfo(field_: str) -> str:
@@ -120,6 +129,7 @@ def read_mountinfo(path: str = "/proc/self/mountinfo") -> list[MountEntry]:
                     mountpoint=_unescape_mountinfo(fields[4]),
                     fstype=fields[sep + 1],
                     source=_unescape_mountinfo(fields[sep + 2]) if len(fields) > sep + 2 else "",
+                    options=fields[sep + 3] if len(fields) > sep + 3 else "",
                 )
             )
     return entries
@@ -174,7 +184,7 @@ def _real(path: str) -> str:
     return os.path.realpath(os.path.abspath(os.path.expanduser(path)))
 
 
-def _require_dir(what: str, path: str) -> str:
+def require_dir(what: str, path: str) -> str:
     """Real path of an existing directory, or UsageError naming `what`."""
     if path == "":
         raise UsageError(f"{what} path is empty")
@@ -355,7 +365,7 @@ def build_config(
         raise UsageError("no lower directory given (use --lower DIR or -o lowerdir=DIR)")
     real_lowers: list[str] = []
     for lower in lowers:
-        real = _require_dir("lower directory", lower)
+        real = require_dir("lower directory", lower)
         for prev in real_lowers:
             if real == prev:
                 raise UsageError(f"lower directory {lower} is given twice")
@@ -368,7 +378,7 @@ def build_config(
     # --- upper
     real_upper = None
     if upper is not None:
-        real_upper = _require_dir("upper directory", upper)
+        real_upper = require_dir("upper directory", upper)
         for lower in real_lowers:
             if overlaps(real_upper, lower):
                 raise UsageError(
@@ -386,7 +396,7 @@ def build_config(
     real_mnt = _real(mountpoint)
     if mount_at(real_mnt, mounts) is not None:
         raise UsageError(f"mountpoint {mountpoint} is already mounted")
-    real_mnt = _require_dir("mountpoint", mountpoint)
+    real_mnt = require_dir("mountpoint", mountpoint)
     for what, layer in [("lower", low) for low in real_lowers] + [("upper", real_upper)]:
         if layer is not None and overlaps(real_mnt, layer):
             raise UsageError(

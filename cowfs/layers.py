@@ -176,7 +176,7 @@ class UpperLayer(Layer):
     def clear_work(self) -> None:
         """Leftovers of interrupted copy-ups are garbage: nothing refers to them."""
         for name in os.listdir(self.work_fd):
-            _remove_tree(self.work_fd, os.fsencode(name))
+            remove_tree(self.work_fd, os.fsencode(name))
 
     def temp_name(self) -> bytes:
         self._seq += 1
@@ -235,7 +235,7 @@ class UpperLayer(Layer):
         renameat2(self.work_fd, tmp, self.fd, rel, flags)
 
     def remove_in_work(self, tmp: bytes) -> None:
-        _remove_tree(self.work_fd, tmp)
+        remove_tree(self.work_fd, tmp)
 
     # metadata
     def chmod(self, rel: bytes, mode: int) -> None:
@@ -254,7 +254,7 @@ class UpperLayer(Layer):
         self._xattr(os.removexattr, rel, name)
 
 
-def _remove_tree(dirfd: int, name: bytes) -> None:
+def remove_tree(dirfd: int, name: bytes) -> None:
     try:
         st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
     except FileNotFoundError:
@@ -265,7 +265,7 @@ def _remove_tree(dirfd: int, name: bytes) -> None:
         fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dirfd)
         try:
             for child in os.listdir(fd):
-                _remove_tree(fd, os.fsencode(child))
+                remove_tree(fd, os.fsencode(child))
         finally:
             os.close(fd)
         os.rmdir(name, dir_fd=dirfd)

@@ -17,6 +17,15 @@ ESCAPED = b"user.overlay.overlay."
 # cowfs's own state, under a name the kernel does not use: the identity of a copied-up file's
 # lower origin, so its st_ino stays the same after the copy-up for the life of the mount.
 ORIGIN = b"user.overlay.cowfs.origin"
+# The user.overlay.* names kernel overlayfs (6.18) itself reads or writes; with ORIGIN and the
+# escaped ones, every name an upper may rightly carry under that prefix (`cowfs fsck`).
+KERNEL_PRIVATE = frozenset(
+    PRIVATE + n
+    for n in b"opaque redirect origin impure nlink upper uuid metacopy protattr whiteout".split()
+)
+# Not on disk: a live mount's layers as JSON, answered by getxattr on the mount root only (never
+# listed, never settable), so that `cowfs diff MOUNTPOINT` and `cowfs fsck` can find them.
+LAYERS = b"user.cowfs.layers"
 
 OCI_PREFIX = b".wh."
 OCI_OPAQUE = b".wh..wh..opq"

@@ -7,6 +7,7 @@ a whiteout (0/0 device or OCI `.wh.NAME`), a non-directory, or an opaque directo
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass
 
@@ -69,6 +70,14 @@ def lower_key(index: int, path: bytes, st: os.stat_result) -> bytes:
         # index=on: a copy-up breaks the link.
         key += b":" + path
     return key
+
+
+_LOWER_KEY = re.compile(rb"l:\d+:\d+:\d+(:.+)?\Z", re.DOTALL)
+
+
+def is_origin_key(value: bytes) -> bool:
+    """Whether an ORIGIN xattr holds what copy-up stores there: a lower_key."""
+    return _LOWER_KEY.match(value) is not None
 
 
 def lower_is_opaque(layer: Layer, path: bytes) -> bool:

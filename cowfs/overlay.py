@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 
 import pyfuse3
@@ -39,6 +40,9 @@ class Overlay:
         root.opaque = root_opaque
         root.lowers = () if root_opaque else tuple(range(len(self.lowers)))
         self.root_dev = st.st_dev
+        # what getxattr of markers.LAYERS on the root answers (attrs.getxattr)
+        self.layers_xattr = json.dumps(
+            {"lowers": list(cfg.lowers), "upper": cfg.upper, "work": cfg.work}).encode()
 
     def close(self) -> None:
         for layer in self.lowers:

@@ -1,0 +1,207 @@
+"""`cowfs fsck`: leftovers and malformed markers in an upper and its work dir, and their repair.
+
+Problems found:
+- anything in WORK/work: copy-ups and whiteouts are built there under "#cowfs-<pid>-<seq>" and
+  renamed into place, so with nothing mounted, what is left there is garbage (kernel overlayfs
+  uses WORK/work the same way; only its shared whiteout stays there by design);
+- character devices in the upper other than 0/0 (only 0/0 is a whiteout), and OCI `.wh.*`
+  names in the upper (only lowers read them: the kernel shows them as plain entries);
+- user.overlay.opaque other than "y" or on a non-directory, user.overlay.cowfs.origin on a
+  non-regular file or not holding a lower object's key, and user.overlay.* names that neither
+  kernel overlayfs nor cowfs uses and that are not a user's escaped xattrs (user.overlay.overlay.*).
+--repair removes only what no overlay reads: work-dir leftovers, opaque xattrs on non-directories
+and malformed origin xattrs. Everything else is part of what the merged view shows (or is not
+ours to judge): reported, never touched.
+"""
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import markers, namei
+from .config import FSTYPE, read_mountinfo
+from .diff import TYPES, read_layers, show_path
+from .layers import WHITEOUT, Layer, remove_tree
+
+
+# ovl_tempname(): "#%x". Kernel overlayfs hard-links every whiteout it makes to one 0/0 device
+# of that name in WORK/work and leaves it there when unmounted (its next mount clears it).
+_KERNEL_TEMP = re.compile(rb"#[0-9a-f]+\Z")
+
+
+@dataclass
+class Problem:
+    path: bytes  # absolute
+    what: str
+    # provable garbage: what --repair removes ("it", "the xattr") and the call that does it
+    garbage: str | None = None
+    remove: Callable[[], None] | None = None
+
+
+class _Upper(Layer):
+    """The upper, read as a layer is; writes only the repairs (an UpperLayer would first empty
+    the work dir, before we could say what was in it)."""
+
+    def removexattr(self, rel: bytes, name: bytes) -> None:
+        self._xattr(os.removexattr, rel, name)
+
+
+def in_use(upper: str, work: str | None) -> str | None:
+    """Why `upper` (or `work`) may be in use by a mount now, or None if it is provably not."""
+    unasked = []
+    for m in read_mountinfo():
+        if m.fstype == FSTYPE:
+            try:
+                layers = read_layers(m.mountpoint)
+            except (OSError, ValueError):
+                unasked.append(m.mountpoint)  # another user's FUSE mount: see the daemons below
+                continue
+            if layers.get("upper") == upper or (work and layers.get("work") == work):
+                return f"it is mounted by cowfs at {m.mountpoint}"
+        elif m.fstype == "overlay" and (_same(m.option("upperdir"), upper)
+                                        or _same(m.option("workdir"), work)):
+            return f"it is mounted by kernel overlayfs at {m.mountpoint}"
+    # A cowfs daemon holds its upper and work dir open as long as it runs: that also finds the
+    # mounts we may not ask and those of other mount namespaces.
+    held = {upper} | ({os.path.join(work, "work")} if work else set())
+    blind = False
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except PermissionError:
+            blind = True
+            continue
+        except OSError:
+            continue  # gone meanwhile
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in held:
+                    return f"process {pid} ({_comm(pid)}) has it open"
+            except OSError:
+                continue
+    if unasked and blind:
+        return (f"cannot tell whether the cowfs mount at {unasked[0]} uses it (not ours to ask): "
+                "run as root or as the user who mounted it")
+    return None
+
+
+def _same(given: str | None, real: str | None) -> bool:
+    return given is not None and real is not None and os.path.realpath(given) == real
+
+
+def _comm(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+def check(up: _Upper, work_fd: int | None, work: str | None) -> list[Problem]:
+    problems = []
+    if work_fd is not None:
+        scratch = os.fsencode(os.path.join(work, "work"))
+        for name in sorted(os.fsencode(n) for n in os.listdir(work_fd)):
+            if _KERNEL_TEMP.match(name) and markers.is_whiteout(
+                    os.stat(name, dir_fd=work_fd, follow_symlinks=False)):
+                continue  # kernel overlayfs's shared whiteout: kept there between its mounts
+            problems.append(Problem(
+                scratch + b"/" + name, "leftover of an interrupted copy-up or whiteout", "it",
+                lambda name=name: remove_tree(work_fd, name)))
+    top = os.fsencode(up.path)
+    found = _xattr_problems(up, top, b".", stat.S_IFDIR)
+    todo = [b""]
+    while todo:  # a stack, not recursion: any depth
+        dirpath = todo.pop()
+        for name, kind in up.listdir(dirpath or b"."):
+            rel = dirpath + name
+            path = top + b"/" + rel
+            if kind == stat.S_IFCHR:  # not 0/0 (listdir calls those WHITEOUT)
+                rdev = up.lstat(rel).st_rdev
+                found.append(Problem(
+                    path, f"character device {os.major(rdev)}:{os.minor(rdev)} in the upper: "
+                    "not a whiteout (whiteouts are 0:0), shown as a device"))
+            if name.startswith(markers.OCI_PREFIX):
+                what = "whiteout" if kind == WHITEOUT else TYPES[kind]
+                found.append(Problem(
+                    path, f"OCI whiteout name in the upper ({what}): shown as it is (only "
+                    "lowers read .wh.* markers)"))
+            if kind in (stat.S_IFREG, stat.S_IFDIR):  # the only objects with user xattrs
+                found += _xattr_problems(up, path, rel, kind)
+            if kind == stat.S_IFDIR:
+                todo.append(rel + b"/")
+    return problems + sorted(found, key=lambda p: p.path)
+
+
+def _xattr_problems(up: _Upper, path: bytes, rel: bytes, kind: int) -> list[Problem]:
+    out = []
+    for name in up.listxattr(rel):
+        if not name.startswith(markers.PRIVATE) or name.startswith(markers.ESCAPED):
+            continue
+        shown = _text(name)
+
+        def remove(name=name):
+            up.removexattr(rel, name)
+
+        if name == markers.OPAQUE:
+            if kind != stat.S_IFDIR:
+                out.append(Problem(path, f"{shown} on a {TYPES[kind]}: read on directories only",
+                                   "the xattr", remove))
+            elif (value := up.getxattr(rel, name)) != b"y":
+                out.append(Problem(path, f"{shown} is {_text(value)!r}, not 'y': kernel overlayfs "
+                                   "does not take the directory as opaque"))
+        elif name == markers.ORIGIN:
+            if kind != stat.S_IFREG:
+                out.append(Problem(path, f"{shown} on a {TYPES[kind]}: only copied-up regular "
+                                   "files carry one", "the xattr", remove))
+            elif not namei.is_origin_key(value := up.getxattr(rel, name)):
+                out.append(Problem(path, f"{shown} is {_text(value)!r}, not a lower object's key",
+                                   "the xattr", remove))
+        elif name not in markers.KERNEL_PRIVATE:
+            out.append(Problem(path, f"unknown overlay xattr {shown}: not one kernel overlayfs "
+                               "or cowfs uses, nor an escaped user xattr (user.overlay.overlay.*)"))
+    return out
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode(errors="backslashreplace")
+
+
+def fsck(upper: str, work: str | None, repair: bool, emit: Callable[[bytes], None]) -> int:
+    """Check (and repair) `upper` and `work` (None: no work dir to check); one line per problem
+    to `emit`. Returns 0 if no problem is left, else 1. The caller has made sure (in_use) that
+    nothing has them mounted."""
+    up = _Upper(upper, -1)
+    work_fd = None
+    try:
+        if work is not None:
+            try:
+                work_fd = os.open(os.path.join(work, "work"),
+                                  os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except FileNotFoundError:
+                pass  # never mounted, or cleaned: nothing left over
+        left = 0
+        for p in check(up, work_fd, work):
+            line = show_path(p.path) + b": " + p.what.encode()
+            if repair and p.remove is not None:
+                try:
+                    p.remove()
+                    line += b": removed " + p.garbage.encode()
+                except OSError as e:
+                    line += f": could not remove {p.garbage}: {e.strerror}".encode()
+                    left += 1
+            else:
+                if p.garbage is not None:
+                    line += f" (--repair removes {p.garbage})".encode()
+                left += 1
+            emit(line + b"\n")
+        return 1 if left else 0
+    finally:
+        up.close()
+        if work_fd is not None:
+            os.close(work_fd)
