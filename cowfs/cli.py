@@ -4,6 +4,7 @@
     cowfs mount -o lowerdir=A:B,upperdir=U,workdir=W MOUNTPOINT
     cowfs SOURCE MOUNTPOINT -o OPTS          (what mount.fuse3 runs for `mount -t fuse.cowfs`)
     cowfs umount [-z] MOUNTPOINT
+    cowfs sandbox mount|reset|umount ...     (a private view of a shared snapshot: sandbox.py)
 
 Exit status: 0 success; 1 runtime failure (the mount could not be made, the daemon died); 2 bad
 input (one line on stderr, nothing created or mounted).
@@ -30,11 +31,11 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 
-from . import __version__
+from . import __version__, sandbox
 from .config import UsageError, build_config, check_log_file
 
 PROG = "cowfs"
-COMMANDS = ("mount", "umount", "unmount")
+COMMANDS = ("mount", "umount", "unmount", "sandbox")
 
 #: Mount flags libfuse 3 turns into mount(2) flags (mount_flags[] in lib/mount.c).
 FUSE_FLAGS = frozenset(
@@ -224,6 +225,7 @@ def _build_parser() -> _Parser:
     u = sub.add_parser("umount", aliases=["unmount"], help="unmount a cowfs mount (fusermount3 -u)")
     u.add_argument("mountpoint", metavar="MOUNTPOINT")
     u.add_argument("-z", "--lazy", action="store_true", help="lazy unmount (detach even if busy)")
+    sandbox.add_parser(sub)
     return p
 
 
@@ -231,7 +233,7 @@ def _normalize_argv(argv: list[str]) -> list[str]:
     """mount.fuse3 runs `cowfs SOURCE MOUNTPOINT -o OPTS`: turn that into `cowfs mount ...`."""
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         if len(argv) < 2 or argv[1].startswith("-"):
-            raise UsageError(f"unknown command {argv[0]!r} (commands: mount, umount)")
+            raise UsageError(f"unknown command {argv[0]!r} (commands: mount, umount, sandbox)")
         return ["mount", "--source", argv[0], *argv[1:]]
     return argv
 
@@ -298,9 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _build_parser().parse_args(_normalize_argv(argv))
         if args.command is None:
-            raise UsageError("missing command: mount or umount (see cowfs --help)")
+            raise UsageError("missing command: mount, umount or sandbox (see cowfs --help)")
         if args.command == "mount":
             return _cmd_mount(args)
+        if args.command == "sandbox":
+            return sandbox.main(args)
         return _cmd_umount(args)
     except UsageError as e:
         _say(str(e))
