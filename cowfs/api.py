@@ -25,7 +25,7 @@ from .config import FSTYPE, mount_at
 from .mount import MountError
 from .sandbox import remove_tree
 
-Path = str | os.PathLike[str]
+StrPath = str | os.PathLike[str]
 
 _CLI = (sys.executable, "-m", "cowfs")
 
@@ -38,15 +38,21 @@ class _Plan:
     tmp: str | None  # temporary dir holding what the caller did not give; removed afterwards
 
 
-def _plan(lower: Path | Sequence[Path], upper: Path | None, work: Path | None,
-          mountpoint: Path | None, read_only: bool) -> _Plan:
+def _abs(path: StrPath) -> str:
+    # the child runs in /; an empty path stays empty for the CLI to refuse (abspath: the cwd)
+    path = os.fspath(path)
+    return os.path.abspath(path) if path else path
+
+
+def _plan(lower: StrPath | Sequence[StrPath], upper: StrPath | None, work: StrPath | None,
+          mountpoint: StrPath | None, read_only: bool) -> _Plan:
     """The mount command; creates the temporary upper/work/mountpoint it needs."""
     lowers = [lower] if isinstance(lower, (str, os.PathLike)) else list(lower)
     if upper is None and work is not None:
         raise ValueError("a work directory needs an upper directory")
     argv = [*_CLI, "mount"]
     for low in lowers:
-        argv += ["--lower", os.path.abspath(low)]
+        argv += ["--lower", _abs(low)]
     tmp = None
     if (upper is None and not read_only) or mountpoint is None:
         tmp = tempfile.mkdtemp(prefix="cowfs-")
@@ -58,12 +64,12 @@ def _plan(lower: Path | Sequence[Path], upper: Path | None, work: Path | None,
         mountpoint = os.path.join(tmp, "mnt")
         os.mkdir(mountpoint)
     if upper is not None:
-        argv += ["--upper", os.path.abspath(upper)]
+        argv += ["--upper", _abs(upper)]
     if work is not None:
-        argv += ["--work", os.path.abspath(work)]
+        argv += ["--work", _abs(work)]
     if read_only:
         argv.append("--ro")
-    mnt = os.path.abspath(mountpoint)
+    mnt = _abs(mountpoint)
     return _Plan(argv + [mnt], mnt, os.path.realpath(mnt), tmp)
 
 
@@ -104,8 +110,9 @@ def _unmount(plan: _Plan) -> None:
 
 
 @contextmanager
-def mounted(lower: Path | Sequence[Path], upper: Path | None = None, *, work: Path | None = None,
-            mountpoint: Path | None = None, read_only: bool = False) -> Iterator[str]:
+def mounted(lower: StrPath | Sequence[StrPath], upper: StrPath | None = None, *,
+            work: StrPath | None = None, mountpoint: StrPath | None = None,
+            read_only: bool = False) -> Iterator[str]:
     """Mount LOWER (a directory, or a list of them, top first) copy-on-write; yield the mountpoint.
 
     Without `upper` the changes go to a temporary upper (with `read_only`: no upper at all);
@@ -126,8 +133,8 @@ def mounted(lower: Path | Sequence[Path], upper: Path | None = None, *, work: Pa
 
 
 @asynccontextmanager
-async def open_mount(lower: Path | Sequence[Path], upper: Path | None = None, *,
-                     work: Path | None = None, mountpoint: Path | None = None,
+async def open_mount(lower: StrPath | Sequence[StrPath], upper: StrPath | None = None, *,
+                     work: StrPath | None = None, mountpoint: StrPath | None = None,
                      read_only: bool = False) -> AsyncIterator[str]:
     """mounted() for trio: the same arguments and behaviour; never blocks the trio loop.
 

@@ -72,7 +72,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     if args.action is None:
-        raise UsageError("missing sandbox action: mount, reset or umount (see cowfs sandbox --help)")
+        raise UsageError(
+            "missing sandbox action: mount, reset or umount (see cowfs sandbox --help)")
     if args.action == "mount":
         return mount(args.snapshot, args.state, args.subdir, args.mountpoint)
     if args.action == "reset":

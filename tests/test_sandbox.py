@@ -261,7 +261,8 @@ ATTEMPTS = {
     "dir-to-symlink-to-tmp": Attempt(
         [["rmdir", "into-tmp"], ["symlink", "{tmp}", "into-tmp"],
          ["write_file", "into-tmp/poison", "POISON"]],
-        ["read_file", "into-tmp/poison"], {"user-rw": {"ok": "POISON"}, "root-ro": {"ok": "POISON"}}),
+        ["read_file", "into-tmp/poison"],
+        {"user-rw": {"ok": "POISON"}, "root-ro": {"ok": "POISON"}}),
 }
 
 
