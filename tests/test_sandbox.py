@@ -68,6 +68,7 @@ def snapshot_spec(tag: str, owner: str) -> Dir:
 class Snap:
     root: str  # ROOT, with ROOT/current -> snapshots/s1
     home: str  # the test user's: state dirs and mountpoints go here
+    pristine: tuple[str, str] = ("", "")  # digest() when built
 
     def snapshot(self, tag: str) -> str:
         return os.path.join(self.root, "snapshots", tag)
@@ -90,7 +91,9 @@ def build_snapshot_root(name: str, owner: str) -> Snap:
     home = os.path.join(base, "home")
     os.mkdir(home, 0o755)
     os.chown(home, e.uid, e.gid)
-    return Snap(root, home)
+    snap = Snap(root, home)
+    snap.pristine = snap.digest()
+    return snap
 
 
 def as_user(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -123,16 +126,15 @@ def refused(res: subprocess.CompletedProcess, fragment: str) -> None:
     assert fragment in res.stderr, res.stderr
 
 
-def fstype(path: str) -> str | None:
-    return overlay.mounted_at(path)
+def mounts_below(path: str) -> list[str]:
+    real = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        return [ln.split()[4] for ln in f if ln.split()[4].startswith(real + "/")]
 
 
 def unmount_below(path: str) -> None:
     """Teardown: take down whatever a failed test left mounted below PATH."""
-    real = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        points = [ln.split()[4] for ln in f if ln.split()[4].startswith(real + "/")]
-    for mp in reversed(points):
+    for mp in reversed(mounts_below(path)):
         subprocess.run(["umount", "-l", mp], capture_output=True, timeout=30)
 
 
@@ -185,14 +187,13 @@ def pair(harness, request) -> Pair:
         unmount_below(snap.home)
 
 
-def assert_isolated(pair: Pair, digest: tuple[str, str]) -> None:
-    assert pair.snap.digest() == digest, "the snapshot changed"
+def assert_isolated(pair: Pair) -> None:
+    assert pair.snap.digest() == pair.snap.pristine, "the snapshot changed"
     assert overlay.dump_tree(pair.b.mnt) == pair.b_view, "the other sandbox saw a change"
 
 
 @pytest.mark.parametrize("pair", SHAPES, indirect=True)
 def test_two_sandboxes_over_one_snapshot(pair: Pair):
-    digest = pair.snap.digest()
     out = pair.a.ops([
         ["write_file", "both/edit", "from A\n"],
         ["unlink", "both/gone"],
@@ -205,13 +206,13 @@ def test_two_sandboxes_over_one_snapshot(pair: Pair):
             {"ok": "from A\n"}, {"ok": ["edit", "moved-by-a"]}]
     else:  # root's read-only directory: only the sandbox's own root takes new entries
         assert [r.get("errno") for r in out] == ["EACCES"] * 3 + [None], out
-    assert_isolated(pair, digest)
+    assert_isolated(pair)
 
     ok_b = pair.b.ops([["write_file", "new", "from B\n"], ["read_file", "new"]])
     assert ok_b[1] == {"ok": "from B\n"}
     assert pair.a.ops([["read_file", "new"]]) == [{"ok": "from A\n"}]
     assert pair.b.ops([["unlink", "new"]]) == [{"ok": None}]
-    assert_isolated(pair, digest)
+    assert_isolated(pair)
 
 
 @dataclasses.dataclass
@@ -279,13 +280,12 @@ def try_poisoning(pair: Pair, a: Attempt) -> list:
     try:
         os.chown(tmp, overlay.env().uid, overlay.env().gid)
         values = {"snapshot": pair.snap.snapshot("s1"), "tmp": tmp}
-        digest = pair.snap.digest()
         out = pair.a.ops(_fill(a.ops, values))
         if pair.shape == "user-rw":  # nothing refused it: every op reached cowfs
             assert all("errno" not in r for r in out), out
         after = pair.a.ops([_fill(a.check, values)])[0]
         assert after == a.expect[pair.shape], (out, after)
-        assert_isolated(pair, digest)
+        assert_isolated(pair)
         if "{tmp}" in str(a.ops):
             assert os.listdir(tmp) == ["poison"]  # outside: neither snapshot nor sandbox
     finally:
@@ -351,7 +351,7 @@ def test_in_use_state_dir_is_refused(snap: Snap):
     other = user_dir(os.path.join(snap.home, "mnt-busy2"))
     refused(cowfs("sandbox", "mount", "--snapshot", snap.root, "--subdir", "pip", "--state",
                   sb.state, other), "is in use")
-    assert fstype(other) is None
+    assert overlay.mounted_at(other) is None
     assert listing(os.path.join(sb.state, "upper")) == ["mine"]
     sb.umount()
     ok(cowfs("sandbox", "reset", sb.state))
@@ -369,7 +369,7 @@ def test_other_snapshot_is_refused_until_reset(snap: Snap):
     before = listing(sb.state)
     for args in ((snap.snapshot("s2"), "--subdir", "pip"), (snap.snapshot("s1"),)):
         refused(sb.mount(*args), "run `cowfs sandbox reset")
-        assert fstype(sb.mnt) is None
+        assert overlay.mounted_at(sb.mnt) is None
         assert listing(sb.state) == before
         with open(record) as f:
             assert f.read() == made_over
@@ -410,7 +410,7 @@ def test_crashed_daemon_leaves_no_stale_claim(snap: Snap):
     assert len(daemons) == 1, daemons
     os.kill(daemons[0], signal.SIGKILL)
     wait_dead(daemons[0])
-    assert fstype(sb.mnt) == "fuse.cowfs"  # the dead mount stays until unmounted
+    assert overlay.mounted_at(sb.mnt) == "fuse.cowfs"  # the dead mount stays until unmounted
     ok(cowfs("sandbox", "reset", sb.state))
     assert listing(sb.state) == ["lock"]
     sb.umount()
@@ -477,7 +477,7 @@ def test_bad_input_creates_nothing(snap: Snap, bad: str, case: str):
     before = {p: listing(p) for p in (bad, snap.home)}
     refused(cowfs("sandbox", "mount", *args), fragment)
     assert {p: listing(p) for p in before} == before
-    assert not [m for m in open("/proc/self/mountinfo") if snap.home in m]
+    assert mounts_below(snap.home) == []
 
 
 def test_reset_and_cli_refuse_bad_input(snap: Snap):
