@@ -7,6 +7,7 @@ offline tools `cowfs diff` and `cowfs fsck`.
     cowfs umount [-z] MOUNTPOINT
     cowfs diff --upper U --lower A [--lower B ...] [--json]  |  cowfs diff MOUNTPOINT [--json]
     cowfs fsck --upper U [--work W] [--repair]
+    cowfs sandbox mount|reset|umount ...     (a private view of a shared snapshot: sandbox.py)
 
 Exit status: 0 success; 1 runtime failure (the mount could not be made, the daemon died, a layer
 could not be read; fsck: problems found or left); 2 bad input (one line on stderr, nothing
@@ -35,11 +36,11 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-from . import __version__
+from . import __version__, sandbox
 from .config import UsageError, build_config, check_log_file, default_work_dir, require_dir
 
 PROG = "cowfs"
-COMMANDS = ("mount", "umount", "unmount", "diff", "fsck")
+COMMANDS = ("mount", "umount", "unmount", "diff", "fsck", "sandbox")
 
 #: Mount flags libfuse 3 turns into mount(2) flags (mount_flags[] in lib/mount.c).
 FUSE_FLAGS = frozenset(
@@ -272,6 +273,7 @@ def _build_parser() -> _Parser:
                    help="remove what is provably garbage (work-dir leftovers, opaque xattrs on "
                    "non-directories, malformed origin xattrs) and say so; what the merged view "
                    "shows is never touched")
+    sandbox.add_parser(sub)
     return p
 
 
@@ -280,7 +282,7 @@ def _normalize_argv(argv: list[str]) -> list[str]:
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         if len(argv) < 2 or argv[1].startswith("-"):
             raise UsageError(
-                f"unknown command {argv[0]!r} (commands: mount, umount, diff, fsck)")
+                f"unknown command {argv[0]!r} (commands: mount, umount, diff, fsck, sandbox)")
         return ["mount", "--source", argv[0], *argv[1:]]
     return argv
 
@@ -384,11 +386,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _build_parser().parse_args(_normalize_argv(argv))
         if args.command is None:
-            raise UsageError("missing command: mount, umount, diff or fsck (see cowfs --help)")
+            raise UsageError(
+                "missing command: mount, umount, diff, fsck or sandbox (see cowfs --help)")
         if args.command == "mount":
             return _cmd_mount(args)
         if args.command in ("diff", "fsck"):
             return _offline(_cmd_diff if args.command == "diff" else _cmd_fsck, args)
+        if args.command == "sandbox":
+            return sandbox.main(args)
         return _cmd_umount(args)
     except UsageError as e:
         _say(str(e))
