@@ -353,7 +353,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     bar = _ProgressBar() if sys.stderr.isatty() else None
     started = time.monotonic()
     try:
-        report = verify(snap, progress=bar and bar.update)
+        report = verify(snap, progress=bar.update if bar else None)
     except OSError as e:
         raise UsageError(f"cannot read {e.filename}: {e.strerror}") from None
     finally:

@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import stat
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from urllib.parse import quote, unquote_to_bytes
 
@@ -185,9 +186,10 @@ def hash_files(paths: list[bytes], sizes: list[int], jobs: int | None = None,
     if jobs <= 1:
         collect(map(_hash_batch, work))
     else:
-        # fork: the workers need nothing but this module and start in milliseconds
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            collect(pool.imap_unordered(_hash_batch, work))
+        # fork: the workers need nothing but this module and start in milliseconds. Not
+        # multiprocessing.Pool: it waits forever for the batch of a worker that was killed.
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            collect(f.result() for f in as_completed([pool.submit(_hash_batch, b) for b in work]))
     return results
 
 
@@ -207,17 +209,19 @@ def write(top: str, jobs: int | None = None) -> Report:
     paths = sorted(tree)
     files = [p for p in paths if stat.S_ISREG(tree[p].st_mode)]
     sizes = [tree[p].st_size for p in files]
-    digests = dict(zip(files, hash_files([os.path.join(base, p) for p in files], sizes, jobs)))
+    digests = dict(zip(files, hash_files([os.path.join(base, p) for p in files], sizes, jobs),
+                       strict=True))
     lines = [HEADER]
     for p in paths:
-        st = tree[p]
-        digest, size = "-", "-"
-        if p in digests:
-            digest, size = digests[p], str(st.st_size)
-            if isinstance(digest, OSError):
-                raise ManifestError(f"cannot read {os.fsdecode(os.path.join(base, p))}: "
-                                    f"{digest.strerror}")
-        lines.append(f"{digest} {size} {st.st_mode:06o} {encode_path(p)}\n")
+        mode = tree[p].st_mode
+        if p not in digests:
+            lines.append(f"- - {mode:06o} {encode_path(p)}\n")
+            continue
+        digest = digests[p]
+        if isinstance(digest, OSError):
+            raise ManifestError(f"cannot read {os.fsdecode(os.path.join(base, p))}: "
+                                f"{digest.strerror}")
+        lines.append(f"{digest} {tree[p].st_size} {mode:06o} {encode_path(p)}\n")
     data = "".join(lines).encode("ascii")
     _create(os.path.join(top, MANIFEST), data)
     _create(os.path.join(top, SEAL), f"{xxhash.xxh3_128_hexdigest(data)}  {MANIFEST}\n".encode())
@@ -299,9 +303,9 @@ def verify(top: str, jobs: int | None = None,
     sizes = [tree[p].st_size for p in to_hash]
     total = sum(sizes)
     base = os.fsencode(top)
-    digests = hash_files([os.path.join(base, p) for p in to_hash], sizes, jobs,
-                         progress and (lambda done: progress(done, total)))
-    for path, digest in zip(to_hash, digests):
+    report_bytes = (lambda done: progress(done, total)) if progress else None
+    digests = hash_files([os.path.join(base, p) for p in to_hash], sizes, jobs, report_bytes)
+    for path, digest in zip(to_hash, digests, strict=True):
         if isinstance(digest, OSError):
             notes.setdefault(path, []).append(f"unreadable: {digest.strerror}")
         elif digest != entries[path].digest:

@@ -84,30 +84,31 @@ def build(root: str, requirements: str | None = None, find_links: Sequence[str] 
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     try:
         os.makedirs(snapshots, exist_ok=True)
-        partial = tempfile.mkdtemp(prefix=f"{BUILDING_PREFIX}{stamp}-", dir=snapshots)
+        building = tempfile.mkdtemp(prefix=f"{BUILDING_PREFIX}{stamp}-", dir=snapshots)
     except OSError as e:
         raise SnapshotError(f"snapshot build failed: {e}") from None
+    remove_on_failure: str | None = building
     try:
-        with open(os.path.join(partial, REQUIREMENTS), "wb") as f:
+        with open(os.path.join(building, REQUIREMENTS), "wb") as f:
             f.write(wanted)
         count = sum(1 for line in wanted.splitlines() if line.strip()[:1] not in (b"", b"#"))
-        say(f"snapshot: pip wheel of {count} requirement{'s' * (count != 1)} into {partial}")
-        _run_pip(python, partial, requirements, find_links, no_index)
-        sealed = _seal(partial)
+        say(f"snapshot: pip wheel of {count} requirement{'s' * (count != 1)} into {building}")
+        _run_pip(python, building, requirements, find_links, no_index)
+        sealed = _seal(building)
         say(f"snapshot: sealed {sealed.files} files, {sealed.bytes} bytes")
-        final = os.path.join(snapshots, f"{stamp}-{_manifest_hash(partial)[:8]}")
+        final = os.path.join(snapshots, f"{stamp}-{_manifest_hash(building)[:8]}")
         if os.path.lexists(final):  # built in the same second from the same input: same bytes
-            _remove_tree(partial)
-            partial = None
+            _remove_tree(building)
+            remove_on_failure = None
         else:
             os.sync()  # the data is on disk before a name points at it
-            os.rename(partial, final)
-            partial = final
+            os.rename(building, final)
+            remove_on_failure = final
         _switch_current(root, os.path.relpath(final, root))
         say(f"snapshot: {CURRENT} -> {os.path.relpath(final, root)}")
     except BaseException as e:
-        if partial:
-            _remove_tree(partial)
+        if remove_on_failure:
+            _remove_tree(remove_on_failure)
         if isinstance(e, OSError):
             raise SnapshotError(f"snapshot build failed: {e}") from None
         raise
