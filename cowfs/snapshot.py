@@ -138,11 +138,14 @@ def _check_input(root: str, requirements: str | None, find_links: Sequence[str],
 
 
 def _pip_version(python: str) -> str:
-    res = subprocess.run([python, "-m", "pip", "--version"], capture_output=True, text=True,
+    # import pip, not `-m pip --version`: as telling, and a second faster (pip's CLI is big)
+    probe = "import pip, sys; print(f'pip {pip.__version__}, python {sys.version.split()[0]}')"
+    res = subprocess.run([python, "-c", probe], capture_output=True, text=True,
                          stdin=subprocess.DEVNULL)
     if res.returncode != 0:
-        raise UsageError(f"--python {python} has no pip: {res.stderr.strip() or res.stdout}")
-    return res.stdout.strip()
+        lines = res.stderr.strip().splitlines() or ["?"]
+        raise UsageError(f"--python {python} has no pip: {lines[-1]}")
+    return f"{res.stdout.strip()} ({python})"
 
 
 def _run_pip(python: str, building: str, requirements: str | None, find_links: Sequence[str],

@@ -1,16 +1,19 @@
 """`cowfs snapshot build` and `cowfs verify`, run as subprocesses through the venv's `cowfs`.
 
 Offline: the builds take the wheels of a throwaway project `tiny` (versions 1.0 and 2.0) that the
-module builds itself with `pip wheel`, through --find-links DIR --no-index. No FUSE mount.
+module builds itself with `pip wheel`, and the sdist of `tinysrc` (an in-tree build backend, so
+pip builds it without fetching setuptools), through --find-links DIR --no-index. No FUSE mount.
 """
 from __future__ import annotations
 
+import io
 import os
 import pty
 import shutil
 import stat
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -38,9 +41,43 @@ def current(root: Path) -> Path:
     return root / os.readlink(root / "current")
 
 
+#: tinysrc's build backend: writes a wheel by hand, so the build needs nothing but the stdlib
+TINYSRC_BACKEND = """\
+import base64, hashlib, os, zipfile
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    info = "tinysrc-1.0.dist-info"
+    files = {"tinysrc/__init__.py": b"VERSION = '1.0'\\n",
+             info + "/METADATA": b"Metadata-Version: 2.1\\nName: tinysrc\\nVersion: 1.0\\n",
+             info + "/WHEEL": b"Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"}
+    files[info + "/RECORD"] = "".join(
+        f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},"
+        f"{len(d)}\\n" for p, d in files.items()).encode() + info.encode() + b"/RECORD,,\\n"
+    name = "tinysrc-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as z:
+        for p, d in files.items():
+            z.writestr(p, d)
+    return name
+"""
+
+
+def make_tinysrc_sdist(out: Path) -> None:
+    members = {
+        "pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\n'
+                          'backend-path = ["."]\n',
+        "backend.py": TINYSRC_BACKEND,
+        "PKG-INFO": "Metadata-Version: 2.1\nName: tinysrc\nVersion: 1.0\n",
+    }
+    with tarfile.open(out / "tinysrc-1.0.tar.gz", "w:gz") as tar:
+        for name, text in members.items():
+            info = tarfile.TarInfo(f"tinysrc-1.0/{name}")
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+
+
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory) -> Path:
-    """A find-links dir with tiny-1.0 and tiny-2.0, built from local projects."""
+    """A find-links dir: tiny-1.0 and tiny-2.0 wheels built from local projects, tinysrc sdist."""
     base = tmp_path_factory.mktemp("tiny")
     out = base / "wheels"
     for version in ("1.0", "2.0"):
@@ -54,14 +91,15 @@ def wheels(tmp_path_factory) -> Path:
         subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
                         "--no-build-isolation", "--no-index", "--wheel-dir", str(out),
                         str(proj)], check=True, timeout=120)
+    make_tinysrc_sdist(out)
     return out
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, wheels) -> tuple[Path, subprocess.CompletedProcess]:
-    """ROOT with one snapshot of tiny==1.0; tests copy it before changing anything."""
+    """ROOT with one snapshot of tiny==1.0 and tinysrc; tests copy it before changing it."""
     root = tmp_path_factory.mktemp("snap") / "root"
-    res = build(root, wheels, "tiny==1.0")
+    res = build(root, wheels, "tiny==1.0", "tinysrc")
     assert res.returncode == 0, res.stdout + res.stderr
     return root, res
 
@@ -91,14 +129,19 @@ def test_layout_modes_and_summary(built):
     assert sorted(os.listdir(root / "snapshots")) == [snap.name]  # no .building-* left
     assert sorted(os.listdir(snap)) == ["MANIFEST", "MANIFEST.xxh3", "pip", "requirements.txt",
                                         "wheels"]
-    assert (snap / "requirements.txt").read_text() == "tiny==1.0\n"
-    assert os.listdir(snap / "wheels") == ["tiny-1.0-py3-none-any.whl"]
+    assert (snap / "requirements.txt").read_text() == "tiny==1.0\ntinysrc\n"
+    assert sorted(os.listdir(snap / "wheels")) == ["tiny-1.0-py3-none-any.whl",
+                                                   "tinysrc-1.0-py3-none-any.whl"]
+    # pip's own cache entry for the wheel it built from the sdist
+    assert [p.name for p in (snap / "pip" / "wheels").rglob("*.whl")] == \
+        ["tinysrc-1.0-py3-none-any.whl"]
     for p in [snap, *entries_below(snap)]:
         mode = os.lstat(p).st_mode
         assert stat.S_ISDIR(mode) or stat.S_ISREG(mode), p
         assert stat.S_IMODE(mode) == (0o555 if stat.S_ISDIR(mode) else 0o444), p
+    files = [p for p in entries_below(snap) if p.is_file() and not p.name.startswith("MANIFEST")]
     lines = res.stdout.splitlines()
-    assert lines[-1].startswith(f"snapshot {snap}: 2 files, ")
+    assert lines[-1].startswith(f"snapshot {snap}: {len(files)} files, ")
     assert len(lines) >= 4, "a progress line per step"
 
 
@@ -127,19 +170,36 @@ def test_verify_clean_snapshot(built):
         assert res.returncode == 0, res.stdout + res.stderr
         assert res.stdout == ""
         [line] = res.stderr.splitlines()
-        assert line.startswith(f"verify {current(root)}: 2 files, ") and line.endswith(": OK")
+        assert line.startswith(f"verify {current(root)}: 5 files, ") and line.endswith(": OK")
 
 
-def test_wheelhouse_installs_offline_into_a_fresh_venv(built, tmp_path):
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    py = str(venv / "bin" / "python")
-    subprocess.run([sys.executable, "-m", "pip", "--python", py, "install", "--quiet",
-                    "--no-index", "--find-links", str(current(built[0]) / "wheels"), "tiny"],
-                   check=True, timeout=120)
-    out = subprocess.run([py, "-c", "import tiny; print(tiny.VERSION)"], capture_output=True,
-                         text=True, check=True)
-    assert out.stdout == "1.0\n"
+def test_fresh_venv_installs_from_the_wheelhouse_and_pip_cache(built, wheels, tmp_path):
+    snap = current(built[0])
+
+    def venv_pip_install(name: str, *args: str, cache: Path) -> tuple[str, str]:
+        venv = tmp_path / name
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        py = str(venv / "bin" / "python")
+        res = subprocess.run([sys.executable, "-m", "pip", "--python", py, "install",
+                              "--no-index", *args], env=dict(os.environ, PIP_CACHE_DIR=str(cache)),
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stdout + res.stderr
+        versions = subprocess.run([py, "-c", "import tiny, tinysrc; print(tiny.VERSION, "
+                                   "tinysrc.VERSION)"], capture_output=True, text=True)
+        return res.stdout, versions.stdout
+
+    # the wheelhouse alone
+    _, versions = venv_pip_install("a", "--find-links", str(snap / "wheels"), "tiny", "tinysrc",
+                                   cache=tmp_path / "empty-cache")
+    assert versions == "1.0 1.0\n"
+    # the sdist from the original find-links, and pip finds the wheel it built during the
+    # snapshot build in the snapshot's cache (copied: the sandbox's upper makes it writable)
+    shutil.copytree(snap / "pip", tmp_path / "cache")
+    out, versions = venv_pip_install("b", "--find-links", str(wheels), "tiny==1.0", "tinysrc",
+                                     cache=tmp_path / "cache")
+    assert versions == "1.0 1.0\n"
+    assert "Using cached tinysrc-1.0-py3-none-any.whl" in out
+    assert "Building wheel" not in out
 
 
 def test_rebuild_switches_current_atomically(built, wheels, tmp_path):
@@ -171,6 +231,7 @@ def test_rebuild_switches_current_atomically(built, wheels, tmp_path):
     assert errors == [], "current was missing for a moment"
     assert seen <= {f"snapshots/{old.name}", f"snapshots/{new.name}"}
     assert os.listdir(new / "wheels") == ["tiny-2.0-py3-none-any.whl"]
+    assert (new / "requirements.txt").read_text() == "tiny==2.0\n"
     assert sorted(os.listdir(root / "snapshots")) == sorted([old.name, new.name])
     assert sorted(os.listdir(root)) == ["current", "snapshots"]
     for snap in (old, new):  # the old one is intact
@@ -261,7 +322,7 @@ class writable:
     (remove_file, f"missing {WHEEL}"),
     (add_file, "extra pip/planted"),
     (change_mode, f"changed {WHEEL} (mode 100644, manifest 100444)"),
-    (truncate, "changed requirements.txt (size 1, manifest 10)"),
+    (truncate, "changed requirements.txt (size 1, manifest 18)"),
     (tamper_manifest, "changed MANIFEST (its hash is not the one in MANIFEST.xxh3: files not "
                       "checked)"),
     (remove_seal, "missing MANIFEST.xxh3"),
@@ -352,6 +413,17 @@ def test_bad_input(tmp_path, args, says):
     assert res.returncode == 2, res.stdout + res.stderr
     assert res.stderr.splitlines() == [f"cowfs: {says.format(tmp=tmp_path)}"]
     assert sorted(os.listdir(tmp_path)) == ["file"], "nothing is created"
+
+
+def test_python_without_pip_is_bad_input(tmp_path):
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")],
+                   check=True)
+    py = str(tmp_path / "venv" / "bin" / "python")
+    res = cowfs("snapshot", "build", str(tmp_path / "root"), "--python", py)
+    assert res.returncode == 2
+    assert res.stderr.splitlines() == [f"cowfs: --python {py} has no pip: ModuleNotFoundError: "
+                                       "No module named 'pip'"]
+    assert not (tmp_path / "root").exists()
 
 
 def test_no_fuse_imports_on_these_paths(built):
