@@ -22,21 +22,18 @@ parallel; README "Snapshots" has the measurements).
 from __future__ import annotations
 
 import mmap
-import multiprocessing
 import os
 import stat
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from urllib.parse import quote, unquote_to_bytes
 
 import xxhash
 
 MANIFEST = "MANIFEST"
 SEAL = "MANIFEST.xxh3"
 HEADER = "# cowfs manifest v1: XXH3-128 SIZE MODE PATH\n"
-#: Printable ASCII but "%": kept as is in a path; quote() writes every other byte as %XX.
-_SAFE_BYTES = "".join(chr(c) for c in range(0x21, 0x7F) if c != ord("%"))
+#: Printable ASCII but "%": kept as is in a path; every other byte is written %XX.
+_SAFE_BYTES = bytes(c for c in range(0x21, 0x7F) if c != ord("%"))
 
 #: Bytes per read(2): most files take one call.
 _READ_SIZE = 1 << 20
@@ -77,15 +74,24 @@ class Difference:
 class Report:
     differences: list[Difference]
     files: int  # regular files in the manifest
-    bytes: int  # their size
+    bytes: int  # their size, by the manifest
 
 
 def encode_path(path: bytes) -> str:
-    return quote(path, safe=_SAFE_BYTES)
+    if not path.translate(None, _SAFE_BYTES):  # the usual case, at C speed
+        return path.decode("ascii")
+    return "".join(chr(c) if c in _SAFE_BYTES else f"%{c:02X}" for c in path)
 
 
 def decode_path(text: str) -> bytes:
-    return unquote_to_bytes(text)
+    """The inverse of encode_path; ValueError on a bad %XX."""
+    first, *rest = text.split("%")
+    out = bytearray(first.encode("ascii"))
+    for part in rest:
+        if len(part) < 2:
+            raise ValueError(text)
+        out += bytes.fromhex(part[:2]) + part[2:].encode("ascii")
+    return bytes(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,11 +169,13 @@ def default_jobs(total_bytes: int) -> int:
 
 
 def hash_files(paths: list[bytes], sizes: list[int], jobs: int | None = None,
-               progress: Callable[[int], None] | None = None) -> list[str | OSError]:
+               progress: Callable[[int], None] | None = None,
+               meanwhile: Callable[[], None] | None = None) -> list[str | OSError]:
     """The xxh3-128 hex digest of each file, or the OSError that stopped reading it.
 
-    sizes (from lstat) shape the batches and feed progress(bytes hashed so far); jobs is the
-    number of processes (default: default_jobs)."""
+    sizes (expected ones will do) shape the batches and feed progress(bytes hashed so far);
+    jobs is the number of processes (default: default_jobs); meanwhile() runs in this process
+    while the workers hash (before hashing, with one process)."""
     batches = list(_batches(sizes))
     batch_bytes = {start: nbytes for start, _, nbytes in batches}
     work = [(start, paths[start:end]) for start, end, _ in batches]
@@ -175,7 +183,7 @@ def hash_files(paths: list[bytes], sizes: list[int], jobs: int | None = None,
     results: list[str | OSError] = [""] * len(paths)
     done = 0
 
-    def collect(outcomes: Iterator[tuple[int, list[str | OSError]]]) -> None:
+    def collect(outcomes: Iterable[tuple[int, list[str | OSError]]]) -> None:
         nonlocal done
         for start, digests in outcomes:
             results[start : start + len(digests)] = digests
@@ -184,12 +192,21 @@ def hash_files(paths: list[bytes], sizes: list[int], jobs: int | None = None,
                 progress(done)
 
     if jobs <= 1:
+        if meanwhile:
+            meanwhile()
         collect(map(_hash_batch, work))
-    else:
-        # fork: the workers need nothing but this module and start in milliseconds. Not
-        # multiprocessing.Pool: it waits forever for the batch of a worker that was killed.
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-            collect(f.result() for f in as_completed([pool.submit(_hash_batch, b) for b in work]))
+        return results
+    # imported here: 40 ms that a small tree does not need
+    import multiprocessing  # noqa: PLC0415
+    from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: PLC0415
+
+    # fork: the workers need nothing but this module and start in milliseconds. Not
+    # multiprocessing.Pool: it waits forever for the batch of a worker that was killed.
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = [pool.submit(_hash_batch, batch) for batch in work]
+        if meanwhile:
+            meanwhile()
+        collect(f.result() for f in as_completed(futures))
     return results
 
 
@@ -279,38 +296,35 @@ def verify(top: str, jobs: int | None = None,
     except ManifestError as e:
         return Report([Difference("changed", MANIFEST.encode(), str(e))], 0, 0)
 
-    tree = scan(top)
-    notes: dict[bytes, list[str]] = {}
-    kinds: dict[bytes, str] = {}
-    to_hash: list[bytes] = []
-    for path in entries.keys() | tree.keys():
-        want, st = entries.get(path), tree.get(path)
-        if st is None or want is None:
-            kinds[path] = "missing" if st is None else "extra"
-            continue
-        found = []
-        if st.st_mode != want.mode:
-            found.append(f"mode {st.st_mode:06o}, manifest {want.mode:06o}")
-        if stat.S_ISREG(st.st_mode) and want.size is not None:
-            if st.st_size != want.size:
-                found.append(f"size {st.st_size}, manifest {want.size}")
-            else:
-                to_hash.append(path)
-        if found:
-            notes[path] = found
-
-    to_hash.sort()
-    sizes = [tree[p].st_size for p in to_hash]
+    # Hash what the manifest lists while this process walks the tree: the walk is free when
+    # workers hash. A hash of a file the walk finds missing or changed in type or size is moot.
+    files = sorted(p for p, e in entries.items() if e.size is not None)
+    sizes = [entries[p].size or 0 for p in files]
     total = sum(sizes)
     base = os.fsencode(top)
-    report_bytes = (lambda done: progress(done, total)) if progress else None
-    digests = hash_files([os.path.join(base, p) for p in to_hash], sizes, jobs, report_bytes)
-    for path, digest in zip(to_hash, digests, strict=True):
-        if isinstance(digest, OSError):
-            notes.setdefault(path, []).append(f"unreadable: {digest.strerror}")
-        elif digest != entries[path].digest:
-            notes.setdefault(path, []).append("content")
-    kinds.update((path, "changed") for path in notes)
-    differences = [Difference(kinds[p], p, "; ".join(notes.get(p, []))) for p in sorted(kinds)]
-    files = [e.size for e in entries.values() if e.size is not None]
-    return Report(differences, len(files), sum(files))
+    tree: dict[bytes, os.stat_result] = {}
+    digests = hash_files([os.path.join(base, p) for p in files], sizes, jobs,
+                         (lambda done: progress(done, total)) if progress else None,
+                         meanwhile=lambda: tree.update(scan(top)))
+    digest_of = dict(zip(files, digests, strict=True))
+
+    differences = []
+    for path in sorted(entries.keys() | tree.keys()):
+        want, st = entries.get(path), tree.get(path)
+        if st is None or want is None:
+            differences.append(Difference("missing" if st is None else "extra", path))
+            continue
+        notes = []
+        if st.st_mode != want.mode:
+            notes.append(f"mode {st.st_mode:06o}, manifest {want.mode:06o}")
+        if stat.S_ISREG(st.st_mode) and path in digest_of:
+            digest = digest_of[path]
+            if st.st_size != want.size:
+                notes.append(f"size {st.st_size}, manifest {want.size}")
+            elif isinstance(digest, OSError):
+                notes.append(f"unreadable: {digest.strerror}")
+            elif digest != want.digest:
+                notes.append("content")
+        if notes:
+            differences.append(Difference("changed", path, "; ".join(notes)))
+    return Report(differences, len(files), total)

@@ -4,18 +4,25 @@
     python3 tools/verify_speed.py [--gib 1] [--rounds 7] [--keep DIR]
 
 Makes a tree shaped like a pip cache (GiB of random bytes: mostly files of a few KiB to 100
-KiB, some of a few MiB, a few of tens of MiB), writes its MANIFEST, reads it once so the page
-cache is warm, then times, interleaved round by round so that machine drift hits all alike:
+KiB, some of a few MiB, a few of tens of MiB, in 256x16 directories), writes its MANIFEST, reads
+it once so the page cache is warm, then times, interleaved round by round so that machine drift
+hits all alike, whole commands:
 
-  read       every file read to the end with os.read (1 MiB), one process: the bytes alone
-  cat        find | xargs cat > /dev/null
-  verify     `cowfs verify TREE` (the command: process start, manifest, scan, hash, compare)
-  hash/1     manifest.hash_files in this process, one process
-  hash/N     the same with N worker processes
-  threads/N  manifest.hash_file in a pool of N threads (kept for the comparison)
+  read       a python process that walks the tree and reads every file (os.read, 1 MiB):
+             reading the bytes alone
+  cat        find TREE -type f -print0 | xargs -0 cat > /dev/null
+  verify     cowfs verify TREE (process start, manifest, walk, hash, compare)
 
-and prints the best and median time of each, with the ratio to `read`. Needs cowfs installed
-for this python (make venv; run it with .venv/bin/python).
+and, in this process, over the list of files (no walk, no start-up):
+
+  read/list  every file read with os.read (1 MiB)
+  hash/1     manifest.hash_files, one process
+  hash/N     manifest.hash_files, N worker processes (what verify uses from 256 MiB on)
+  threads/N  manifest.hash_file in N threads (measured, not used: xxhash holds the GIL)
+
+It prints the best and median time of each, and the ratio of the best to `read` (commands) or
+`read/list` (in-process). Needs cowfs installed for this python (make venv; run it with
+.venv/bin/python).
 """
 from __future__ import annotations
 
@@ -86,6 +93,17 @@ def hash_threads(paths: list[bytes], n: int) -> None:
         list(pool.map(one, paths))
 
 
+READ_TREE = """
+import os, sys
+for d, _, names in os.walk(sys.argv[1]):
+    for name in names:
+        fd = os.open(os.path.join(d, name), os.O_RDONLY)
+        while os.read(fd, 1 << 20):
+            pass
+        os.close(fd)
+"""
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--gib", type=float, default=1.0, help="size of the tree (default 1)")
@@ -102,11 +120,12 @@ def main() -> int:
     cowfs = os.path.join(os.path.dirname(sys.executable), "cowfs")
     jobs = max(2, manifest.default_jobs(1 << 62))
     runs = {
-        "read": lambda: read_all(paths),
+        "read": lambda: subprocess.run([sys.executable, "-c", READ_TREE, top], check=True),
         "cat": lambda: subprocess.run("find . -type f -print0 | xargs -0 cat > /dev/null",
                                       shell=True, cwd=top, check=True),
         "verify": lambda: subprocess.run([cowfs, "verify", top], check=True,
                                          stderr=subprocess.DEVNULL),
+        "read/list": lambda: read_all(paths),
         "hash/1": lambda: manifest.hash_files(paths, sizes, jobs=1),
         f"hash/{jobs}": lambda: manifest.hash_files(paths, sizes, jobs=jobs),
         f"threads/{jobs}": lambda: hash_threads(paths, jobs),
@@ -126,9 +145,9 @@ def main() -> int:
     print(f"{len(paths)} files, {total / (1 << 20):.0f} MiB, warm page cache, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
           f"best and median of {args.rounds} interleaved rounds")
-    base = min(times["read"])
     for name, ts in times.items():
         best = min(ts)
+        base = min(times["read" if name in ("read", "cat", "verify") else "read/list"])
         print(f"  {name:10s} best {best:6.3f} s ({total / best / 1e9:5.2f} GB/s, "
               f"{best / base:4.2f}x read)   median {statistics.median(ts):6.3f} s")
     return 0
