@@ -5,7 +5,7 @@ dir (MANIFEST and MANIFEST.xxh3 themselves excluded), sorted by the bytes of the
 
     # cowfs manifest v1: XXH3-128 SIZE MODE PATH
     - - 040555 pip
-    8ac34429e739240357a713371e758ddd 10 100444 requirements.txt
+    518193fe80f73f4203bd73a51856e98d 10 100444 requirements.txt
 
 - XXH3-128: xxhash.xxh3_128_hexdigest of the content (32 hex digits); "-" for a directory.
 - SIZE: the size in bytes; "-" for a directory (its st_size depends on the filesystem).
