@@ -26,6 +26,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import xxhash
 
@@ -50,8 +51,7 @@ class ManifestError(Exception):
     """A MANIFEST that cannot be written or read (message names the path)."""
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One MANIFEST line. digest and size are None for a directory."""
 
     mode: int
