@@ -42,8 +42,9 @@ _READ_SIZE = 1 << 20
 #: enough that the progress bar moves and the workers finish together.
 _BATCH_BYTES = 32 << 20
 _BATCH_FILES = 512
-#: Below this many bytes one process is faster than starting workers.
-_PARALLEL_MIN_BYTES = 256 << 20
+#: Below this many bytes one process beats starting workers (~15 ms). Measured on 2 CPUs, warm
+#: cache: 255 MiB 42 ms with one process, 55 ms with two; 511 MiB 103 ms and 94 ms.
+_PARALLEL_MIN_BYTES = 384 << 20
 _MAX_JOBS = 8
 
 

@@ -17,7 +17,7 @@ and, in this process, over the list of files (no walk, no start-up):
 
   read/list  every file read with os.read (1 MiB)
   hash/1     manifest.hash_files, one process
-  hash/N     manifest.hash_files, N worker processes (what verify uses from 256 MiB on)
+  hash/N     manifest.hash_files, N worker processes (what verify uses from 384 MiB on)
   threads/N  manifest.hash_file in N threads (measured, not used: xxhash holds the GIL)
 
 It prints the best and median time of each, and the ratio of the best to `read` (commands) or
