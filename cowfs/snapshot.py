@@ -139,7 +139,7 @@ def _check_input(root: str, requirements: str | None, find_links: Sequence[str],
 
 
 def _pip_version(python: str) -> str:
-    # import pip, not `-m pip --version`: as telling, and a second faster (pip's CLI is big)
+    # importing pip tells the same as `-m pip --version`, a second faster (pip's CLI is big)
     probe = "import pip, sys; print(f'pip {pip.__version__}, python {sys.version.split()[0]}')"
     res = subprocess.run([python, "-c", probe], capture_output=True, text=True,
                          stdin=subprocess.DEVNULL)
@@ -170,8 +170,8 @@ def _run_pip(python: str, building: str, requirements: str | None, find_links: S
 
 
 def _seal(top: str) -> manifest.Report:
-    """Make everything read-only, then write the MANIFEST of it (which so records the read-only
-    modes that `cowfs verify` checks), then make MANIFEST's directory read-only too."""
+    """Make everything read-only first, so that the MANIFEST written next records the modes
+    `cowfs verify` will check; then the top directory, MANIFEST's own."""
     for path, st in manifest.scan(top).items():
         full = os.path.join(os.fsencode(top), path)
         if stat.S_ISDIR(st.st_mode):
