@@ -1,5 +1,6 @@
 """Command line: `cowfs mount`, `cowfs umount`, the mount.fuse3 calling convention, and the
-offline tools `cowfs diff` and `cowfs fsck`.
+offline tools `cowfs diff` and `cowfs fsck`, sandboxes, and the shared cache snapshots
+(`cowfs snapshot build`, `cowfs verify`).
 
     cowfs mount --lower A [--lower B ...] [--upper U [--work W]] [-o OPTS] MOUNTPOINT
     cowfs mount -o lowerdir=A:B,upperdir=U,workdir=W MOUNTPOINT
@@ -8,10 +9,12 @@ offline tools `cowfs diff` and `cowfs fsck`.
     cowfs diff --upper U --lower A [--lower B ...] [--json]  |  cowfs diff MOUNTPOINT [--json]
     cowfs fsck --upper U [--work W] [--repair]
     cowfs sandbox mount|reset|umount ...     (a private view of a shared snapshot: sandbox.py)
+    cowfs snapshot build ROOT [--requirements FILE] [--find-links DIR] [--no-index] [--python PY]
+    cowfs verify SNAPSHOT                    (a snapshot dir, or a ROOT: its `current`)
 
 Exit status: 0 success; 1 runtime failure (the mount could not be made, the daemon died, a layer
-could not be read; fsck: problems found or left); 2 bad input (one line on stderr, nothing
-created or mounted).
+could not be read; fsck: problems found or left; the snapshot build failed; verify found
+differences); 2 bad input (one line on stderr, nothing created or mounted).
 
 -o options (comma separated; `\\,` and `\\:` escape a comma or colon inside a path, as in kernel
 overlayfs):
@@ -34,13 +37,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 
 from . import __version__, sandbox
 from .config import UsageError, build_config, check_log_file, default_work_dir, require_dir
 
 PROG = "cowfs"
-COMMANDS = ("mount", "umount", "unmount", "diff", "fsck", "sandbox")
+COMMANDS = ("mount", "umount", "unmount", "diff", "fsck", "sandbox", "snapshot", "verify")
 
 #: Mount flags libfuse 3 turns into mount(2) flags (mount_flags[] in lib/mount.c).
 FUSE_FLAGS = frozenset(
@@ -274,6 +278,38 @@ def _build_parser() -> _Parser:
                    "non-directories, malformed origin xattrs) and say so; what the merged view "
                    "shows is never touched")
     sandbox.add_parser(sub)
+
+    s = sub.add_parser("snapshot", help="build a shared cache snapshot (pip cache + wheelhouse)")
+    ssub = s.add_subparsers(dest="snapshot_command", metavar="SUBCOMMAND")
+    b = ssub.add_parser(
+        "build",
+        help="build a new snapshot under ROOT and point ROOT/current at it",
+        description=(
+            "Run pip wheel on the requirements with its cache in a new snapshot dir: "
+            "ROOT/snapshots/<id>/{pip,wheels,requirements.txt,MANIFEST,MANIFEST.xxh3}, read-only. "
+            "ROOT/current switches to it atomically when it is complete; old snapshots stay."
+        ),
+    )
+    b.add_argument("root", metavar="ROOT")
+    b.add_argument("-r", "--requirements", metavar="FILE",
+                   help="pip requirements, one per line (default: the list shipped with cowfs)")
+    b.add_argument("--find-links", action="append", metavar="DIR", default=[],
+                   help="also take wheels and sdists from DIR (repeatable)")
+    b.add_argument("--no-index", action="store_true",
+                   help="do not use the package index (offline, with --find-links)")
+    b.add_argument("--python", metavar="PY", default=sys.executable,
+                   help="the python whose pip runs (default: %(default)s)")
+
+    v = sub.add_parser(
+        "verify",
+        help="check a snapshot against its MANIFEST",
+        description=(
+            "Check MANIFEST against MANIFEST.xxh3, then re-hash every file. Prints one line per "
+            "missing, extra or changed file; exit status 1 if there is any."
+        ),
+    )
+    v.add_argument("snapshot", metavar="SNAPSHOT",
+                   help="a snapshot dir, or a snapshot ROOT (its current snapshot is checked)")
     return p
 
 
@@ -282,7 +318,8 @@ def _normalize_argv(argv: list[str]) -> list[str]:
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         if len(argv) < 2 or argv[1].startswith("-"):
             raise UsageError(
-                f"unknown command {argv[0]!r} (commands: mount, umount, diff, fsck, sandbox)")
+                f"unknown command {argv[0]!r} "
+                "(commands: mount, umount, diff, fsck, sandbox, snapshot, verify)")
         return ["mount", "--source", argv[0], *argv[1:]]
     return argv
 
@@ -378,6 +415,81 @@ def _cmd_fsck(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_snapshot(args: argparse.Namespace) -> int:
+    if args.snapshot_command is None:
+        raise UsageError("missing snapshot command: build (see cowfs snapshot --help)")
+    from .snapshot import SnapshotError, build  # noqa: PLC0415 - only this command needs it
+
+    try:
+        built = build(args.root, args.requirements, args.find_links, args.no_index, args.python,
+                      say=lambda line: print(line, flush=True))
+    except SnapshotError as e:
+        _say(str(e))
+        return 1
+    print(f"snapshot {built.path}: {built.files} files, {built.bytes} bytes, "
+          f"{built.seconds:.1f} s")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .manifest import verify  # noqa: PLC0415
+    from .snapshot import resolve  # noqa: PLC0415
+
+    snap = resolve(args.snapshot)
+    bar = _ProgressBar() if sys.stderr.isatty() else None
+    started = time.monotonic()
+    try:
+        report = verify(snap, progress=bar.update if bar else None)
+    except OSError as e:
+        raise UsageError(f"cannot read {e.filename}: {e.strerror}") from None
+    finally:
+        if bar:
+            bar.clear()
+    for difference in report.differences:
+        print(difference)
+    n = len(report.differences)
+    outcome = f"{n} difference{'s' * (n != 1)}" if n else "OK"
+    sys.stderr.write(f"verify {snap}: {report.files} files, {report.bytes} bytes, "
+                     f"{time.monotonic() - started:.2f} s: {outcome}\n")
+    return 1 if n else 0
+
+
+class _ProgressBar:
+    """One line on the terminal, redrawn at most 10 times a second: bytes hashed of the total."""
+
+    WIDTH = 30
+
+    def __init__(self) -> None:
+        self.drawn = 0.0
+
+    def update(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.drawn < 0.1 and done < total:
+            return
+        self.drawn = now
+        part = done / total if total else 1.0
+        fill = int(part * self.WIDTH)
+        sys.stderr.write(f"\rverify [{'#' * fill}{'.' * (self.WIDTH - fill)}] {part:4.0%} "
+                         f"{done >> 20}/{total >> 20} MiB")
+        sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\r\033[K")
+
+
+COMMAND_HANDLERS = {
+    "mount": _cmd_mount,
+    "umount": _cmd_umount,
+    "unmount": _cmd_umount,
+    "diff": lambda args: _offline(_cmd_diff, args),
+    "fsck": lambda args: _offline(_cmd_fsck, args),
+    "sandbox": sandbox.main,
+    "snapshot": _cmd_snapshot,
+    "verify": _cmd_verify,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `cowfs` command and `python -m cowfs`. Returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -387,14 +499,9 @@ def main(argv: list[str] | None = None) -> int:
         args = _build_parser().parse_args(_normalize_argv(argv))
         if args.command is None:
             raise UsageError(
-                "missing command: mount, umount, diff, fsck or sandbox (see cowfs --help)")
-        if args.command == "mount":
-            return _cmd_mount(args)
-        if args.command in ("diff", "fsck"):
-            return _offline(_cmd_diff if args.command == "diff" else _cmd_fsck, args)
-        if args.command == "sandbox":
-            return sandbox.main(args)
-        return _cmd_umount(args)
+                "missing command: mount, umount, diff, fsck, sandbox, snapshot or verify "
+                "(see cowfs --help)")
+        return COMMAND_HANDLERS[args.command](args)
     except UsageError as e:
         _say(str(e))
         return 2

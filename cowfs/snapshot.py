@@ -1,0 +1,212 @@
+"""Shared cache snapshots: building one with pip, sealing it, and publishing it atomically.
+
+Layout under ROOT (the sandbox mounts rely on it):
+
+    ROOT/snapshots/<id>/pip/              pip's cache dir, filled by pip itself
+    ROOT/snapshots/<id>/wheels/           the wheelhouse (pip install --no-index --find-links)
+    ROOT/snapshots/<id>/requirements.txt  the input list
+    ROOT/snapshots/<id>/MANIFEST          every file: hash, size, mode, path (see manifest.py)
+    ROOT/snapshots/<id>/MANIFEST.xxh3     the hash of MANIFEST
+    ROOT/current -> snapshots/<id>        relative symlink
+
+<id> is the UTC build time and the first 8 hex digits of the MANIFEST's hash, so snapshots with
+the same suffix hold the same bytes. A build fills ROOT/snapshots/.building-<time>-<random>,
+seals it (read-only, then MANIFEST), renames it to <id>, and renames a fresh symlink over
+`current`: a reader sees the old snapshot or the new one, never a partial one. Old snapshots
+stay (mounts on them keep working); a failed build removes its directory and leaves `current`.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from . import manifest
+from .config import UsageError
+
+SNAPSHOTS = "snapshots"
+CURRENT = "current"
+BUILDING_PREFIX = ".building-"
+REQUIREMENTS = "requirements.txt"
+
+
+class SnapshotError(Exception):
+    """A build that failed after its input was checked (pip failed, a full disk): exit 1."""
+
+
+@dataclass(frozen=True)
+class Built:
+    path: str
+    files: int
+    bytes: int
+    seconds: float
+
+
+def default_requirements() -> bytes:
+    # beside this module (package data); not importlib.resources, 30 ms to import
+    with open(os.path.join(os.path.dirname(__file__), "default-requirements.txt"), "rb") as f:
+        return f.read()
+
+
+def resolve(target: str) -> str:
+    """The snapshot dir that `target` names: a snapshot dir itself, or a ROOT (its `current`)."""
+    if not os.path.lexists(target):
+        raise UsageError(f"{target} does not exist")
+    if not os.path.isdir(target):
+        raise UsageError(f"{target} is not a directory")
+    if os.path.lexists(os.path.join(target, manifest.MANIFEST)):
+        return target
+    current = os.path.join(target, CURRENT)
+    if os.path.islink(current):
+        snap = os.path.realpath(current)
+        if not os.path.isfile(os.path.join(snap, manifest.MANIFEST)):
+            raise UsageError(f"{current} points to {os.readlink(current)}, which is not a snapshot")
+        return snap
+    raise UsageError(f"{target} is not a snapshot (no {manifest.MANIFEST}) nor a snapshot root "
+                     f"(no {CURRENT})")
+
+
+def build(root: str, requirements: str | None = None, find_links: Sequence[str] = (),
+          no_index: bool = False, python: str = sys.executable,
+          say: Callable[[str], None] = print) -> Built:
+    """Build a snapshot under root and point root/current at it (module docstring)."""
+    started = time.monotonic()
+    root = os.path.abspath(root)
+    wanted = _check_input(root, requirements, find_links, python)
+    say(f"snapshot: {_pip_version(python)}")
+
+    snapshots = os.path.join(root, SNAPSHOTS)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    try:
+        os.makedirs(snapshots, exist_ok=True)
+        building = tempfile.mkdtemp(prefix=f"{BUILDING_PREFIX}{stamp}-", dir=snapshots)
+    except OSError as e:
+        raise SnapshotError(f"snapshot build failed: {e}") from None
+    remove_on_failure: str | None = building
+    try:
+        with open(os.path.join(building, REQUIREMENTS), "wb") as f:
+            f.write(wanted)
+        count = sum(1 for line in wanted.splitlines() if line.strip()[:1] not in (b"", b"#"))
+        say(f"snapshot: pip wheel of {count} requirement{'s' * (count != 1)} into {building}")
+        _run_pip(python, building, requirements, find_links, no_index)
+        sealed = _seal(building)
+        say(f"snapshot: sealed {sealed.files} files, {sealed.bytes} bytes")
+        final = os.path.join(snapshots, f"{stamp}-{_manifest_hash(building)[:8]}")
+        if os.path.lexists(final):  # built in the same second from the same input: same bytes
+            _remove_tree(building)
+            remove_on_failure = None
+        else:
+            os.sync()  # the data is on disk before a name points at it
+            os.rename(building, final)
+            remove_on_failure = final
+        _switch_current(root, os.path.relpath(final, root))
+        say(f"snapshot: {CURRENT} -> {os.path.relpath(final, root)}")
+    except BaseException as e:
+        if remove_on_failure:
+            _remove_tree(remove_on_failure)
+        if isinstance(e, OSError):
+            raise SnapshotError(f"snapshot build failed: {e}") from None
+        raise
+    return Built(final, sealed.files, sealed.bytes, time.monotonic() - started)
+
+
+def _check_input(root: str, requirements: str | None, find_links: Sequence[str],
+                 python: str) -> bytes:
+    """UsageError for bad input, before anything is created; returns the requirements."""
+    if os.path.lexists(root) and not os.path.isdir(root):
+        raise UsageError(f"snapshot root {root} is not a directory")
+    current = os.path.join(root, CURRENT)
+    if os.path.lexists(current) and not os.path.islink(current):
+        raise UsageError(f"{current} is not a symlink: not a snapshot root")
+    for d in find_links:
+        if not os.path.isdir(d):
+            raise UsageError(f"--find-links {d} is not a directory")
+    if shutil.which(python) is None:
+        raise UsageError(f"--python {python} is not an executable")
+    if requirements is None:
+        return default_requirements()
+    try:
+        with open(requirements, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read requirements file {requirements}: {e.strerror}") from None
+
+
+def _pip_version(python: str) -> str:
+    # importing pip tells the same as `-m pip --version`, a second faster (pip's CLI is big)
+    probe = "import pip, sys; print(f'pip {pip.__version__}, python {sys.version.split()[0]}')"
+    res = subprocess.run([python, "-c", probe], capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL)
+    if res.returncode != 0:
+        lines = res.stderr.strip().splitlines() or ["?"]
+        raise UsageError(f"--python {python} has no pip: {lines[-1]}")
+    return f"{res.stdout.strip()} ({python})"
+
+
+def _run_pip(python: str, building: str, requirements: str | None, find_links: Sequence[str],
+             no_index: bool) -> None:
+    """pip wheel with its cache in building/pip: pip writes its own cache entries (HTTP
+    responses, wheels it built from sdists), so a later pip on this cache finds them."""
+    env = dict(os.environ, PIP_CACHE_DIR=os.path.join(building, "pip"))
+    env.pop("PIP_NO_CACHE_DIR", None)
+    os.mkdir(env["PIP_CACHE_DIR"])
+    # the original file, not the copy: pip resolves `-r other.txt` and `./dir` lines from it
+    req = os.path.abspath(requirements) if requirements else os.path.join(building, REQUIREMENTS)
+    cmd = [python, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-input",
+           "--wheel-dir", os.path.join(building, "wheels"), "--requirement", req]
+    for d in find_links:
+        cmd += ["--find-links", os.path.abspath(d)]
+    if no_index:
+        cmd.append("--no-index")
+    status = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL).returncode
+    if status != 0:
+        raise SnapshotError(f"snapshot build failed: pip wheel exited with status {status}")
+
+
+def _seal(top: str) -> manifest.Report:
+    """Make everything read-only first, so that the MANIFEST written next records the modes
+    `cowfs verify` will check; then the top directory, MANIFEST's own."""
+    for path, st in manifest.scan(top).items():
+        full = os.path.join(os.fsencode(top), path)
+        if stat.S_ISDIR(st.st_mode):
+            os.chmod(full, 0o555)
+        elif stat.S_ISREG(st.st_mode):
+            os.chmod(full, 0o555 if st.st_mode & 0o111 else 0o444)
+    try:
+        report = manifest.write(top)
+    except manifest.ManifestError as e:
+        raise SnapshotError(f"snapshot build failed: {e}") from None
+    os.chmod(top, 0o555)
+    return report
+
+
+def _manifest_hash(top: str) -> str:
+    with open(os.path.join(top, manifest.SEAL), "rb") as f:
+        return f.read().split(b" ")[0].decode("ascii")
+
+
+def _switch_current(root: str, target: str) -> None:
+    """Point root/current at target with one rename(2): never missing, never half-written."""
+    tmp = os.path.join(root, f".{CURRENT}-{os.getpid()}-{time.monotonic_ns()}")
+    os.symlink(target, tmp)
+    try:
+        os.rename(tmp, os.path.join(root, CURRENT))
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _remove_tree(top: str) -> None:
+    """rm -rf of a tree that _seal may have made read-only (a non-root builder needs its
+    directories writable to empty them)."""
+    os.chmod(top, 0o700)
+    for path, st in manifest.scan(top).items():
+        if stat.S_ISDIR(st.st_mode):
+            os.chmod(os.path.join(os.fsencode(top), path), 0o700)
+    shutil.rmtree(top)
