@@ -24,6 +24,8 @@ overlayfs):
   debug_fuse                               also libfuse's own per-request trace (like --debug-fuse)
   log=FILE                                 log file of the background daemon (like --log)
   allow_other                              let other users in (root: always on)
+  own_lowers                               show lower objects as the mounting user's, with the
+                                           owner's write bit (like --own-lowers)
   fsname=NAME                              the source shown in the mount table (default cowfs)
   default_permissions, userxattr           accepted; always in effect
   nosuid nodev noexec noatime sync dirsync ... (mount flags libfuse knows) passed on to the kernel
@@ -121,6 +123,7 @@ class MountOptions:
     debug: bool = False
     debug_fuse: bool = False
     allow_other: bool = False
+    own_lowers: bool = False
     log: str | None = None
     fsname: str | None = None
     fuse: set[str] = field(default_factory=set)
@@ -167,6 +170,8 @@ def parse_o_options(groups: list[str]) -> MountOptions:
                 mo.debug = mo.debug_fuse = True
             elif raw == "allow_other":
                 mo.allow_other = True
+            elif raw == "own_lowers":
+                mo.own_lowers = True
             elif key == "log" and eq:
                 if value == "":
                     raise UsageError("option log is empty")
@@ -225,6 +230,10 @@ def _build_parser() -> _Parser:
     m.add_argument("--ro", "--read-only", dest="ro", action="store_true",
                    help="read-only merged view")
     m.add_argument("--allow-other", action="store_true", help="let other users use the mount")
+    m.add_argument("--own-lowers", action="store_true",
+                   help="show lower objects as the mounting user's, with the owner's write bit: "
+                   "a read-only tree of another user's becomes a writable one of your own (its "
+                   "copies in the upper keep that)")
     m.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
     m.add_argument("-d", "--debug", action="store_true", help="log every request")
     m.add_argument("--debug-fuse", action="store_true", help="also print libfuse's request trace")
@@ -356,6 +365,7 @@ def _cmd_mount(args: argparse.Namespace) -> int:
         mountpoint=args.mountpoint,
         read_only=read_only,
         allow_other=args.allow_other or mo.allow_other,
+        own_lowers=args.own_lowers or mo.own_lowers,
         debug=debug,
         fsname=fsname,
         extra_fuse_options=mo.fuse,

@@ -52,6 +52,7 @@ class MountConfig:
     debug: bool = False
     allow_other: bool = False
     fuse_options: frozenset[str] = field(default_factory=frozenset)
+    own_lowers: bool = False  # lower objects shown as the mounting user's, owner-writable
 
     @property
     def read_only(self) -> bool:
@@ -345,6 +346,7 @@ def build_config(
     mountpoint: str,
     read_only: bool = False,
     allow_other: bool = False,
+    own_lowers: bool = False,
     debug: bool = False,
     fsname: str = "cowfs",
     extra_fuse_options: Iterable[str] = (),
@@ -450,4 +452,5 @@ def build_config(
         debug=debug,
         allow_other=allow_other,
         fuse_options=frozenset(opts),
+        own_lowers=own_lowers,
     )

@@ -41,12 +41,12 @@ def ensure_upper_dir(ov: Overlay, node: Node) -> None:
     try:
         # mode and times once in place: moving a 0555 dir to another parent needs write
         # permission on it (its ".." changes)
-        _copy_meta(upper, lower, path, tmp, st, final=False)
+        _copy_meta(ov, lower, path, tmp, st, final=False)
         _place(ov, upper, tmp, path, parent)
     except BaseException:
         upper.remove_in_work(tmp)
         raise
-    upper.chmod(path, stat.S_IMODE(st.st_mode))
+    upper.chmod(path, stat.S_IMODE(ov.owned_mode(st.st_mode)))
     upper.utime(path, (st.st_atime_ns, st.st_mtime_ns))
     node.upper = True
     node.listing = None
@@ -78,7 +78,7 @@ async def copy_up(ov: Overlay, node: Node, data: bool = True) -> None:
                 os.symlink(lower.readlink(path), tmp, dir_fd=upper.work_fd)
             else:
                 os.mknod(tmp, st.st_mode, st.st_rdev, dir_fd=upper.work_fd)
-            _copy_meta(upper, lower, path, tmp, st, origin=node.key)
+            _copy_meta(ov, lower, path, tmp, st, origin=node.key)
             # A rename while the data was copied moved the object: place it where it is now.
             if not node.aliases:
                 raise OSError(errno.ENOENT, "unlinked during copy-up")
@@ -151,10 +151,11 @@ def _copy_plain(src: int, dst: int, start: int, end: int) -> int:
     return pos - start
 
 
-def _copy_meta(upper: UpperLayer, lower: Layer, path: bytes, tmp: bytes, st: os.stat_result,
+def _copy_meta(ov: Overlay, lower: Layer, path: bytes, tmp: bytes, st: os.stat_result,
                origin: bytes | None = None, final: bool = True) -> None:
-    """xattrs first (a later chown would drop security.capability), then owner, mode, times."""
-    wfd = upper.work_fd
+    """xattrs first (a later chown would drop security.capability), then owner, mode, times
+    (own_lowers: the copy is the mounting user's, owner-writable, as the view showed it)."""
+    wfd = ov.writable.work_fd
     if not stat.S_ISLNK(st.st_mode):
         fd = os.open(tmp, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=wfd)
         proc = f"/proc/self/fd/{fd}"
@@ -167,13 +168,14 @@ def _copy_meta(upper: UpperLayer, lower: Layer, path: bytes, tmp: bytes, st: os.
         finally:
             os.close(fd)
     try:
-        os.chown(tmp, st.st_uid, st.st_gid, dir_fd=wfd, follow_symlinks=False)
+        if not ov.own_lowers:
+            os.chown(tmp, st.st_uid, st.st_gid, dir_fd=wfd, follow_symlinks=False)
     except PermissionError:
         pass  # rootless: the copy belongs to the mounting user, as on a rootless kernel overlay
     if not final:
         return
     if not stat.S_ISLNK(st.st_mode):
-        os.chmod(tmp, stat.S_IMODE(st.st_mode), dir_fd=wfd)
+        os.chmod(tmp, stat.S_IMODE(ov.owned_mode(st.st_mode)), dir_fd=wfd)
     os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=wfd, follow_symlinks=False)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 
 import pyfuse3
 
@@ -29,6 +30,8 @@ class Overlay:
         # called when a change made attributes the kernel has cached wrong (set by the glue)
         self.attrs_changed = lambda node: None
         self.am_root = os.geteuid() == 0
+        self.own_lowers = cfg.own_lowers
+        self.uid, self.gid = os.geteuid(), os.getegid()
         root_upper = self.upper is not None
         root_opaque = root_upper and namei.markers.is_opaque_value(
             self.upper.try_getxattr(b".", namei.markers.OPAQUE))
@@ -131,6 +134,12 @@ class Overlay:
             raise OSError(errno.ENOENT, "unlinked")
         return self.layer_of(node).lstat(self.path_of(node))
 
+    def owned_mode(self, mode: int) -> int:
+        """The mode a lower object has in the view (and its copy-up in the upper)."""
+        if self.own_lowers and not stat.S_ISLNK(mode):
+            return mode | stat.S_IWUSR
+        return mode
+
     def attrs(self, node: Node, st: os.stat_result | None = None) -> pyfuse3.EntryAttributes:
         if st is None:
             st = self.stat(node)
@@ -139,12 +148,16 @@ class Overlay:
         a.generation = 0
         a.entry_timeout = self.timeout
         a.attr_timeout = self.timeout
-        a.st_mode = st.st_mode
         # a merged directory's link count cannot be known cheaply: 1, as the kernel reports
         merged = node.is_dir and len(node.lowers) + node.upper > 1
         a.st_nlink = 1 if merged else st.st_nlink
-        a.st_uid = st.st_uid
-        a.st_gid = st.st_gid
+        if self.own_lowers and not node.upper:
+            a.st_mode = self.owned_mode(st.st_mode)
+            a.st_uid, a.st_gid = self.uid, self.gid
+        else:
+            a.st_mode = st.st_mode
+            a.st_uid = st.st_uid
+            a.st_gid = st.st_gid
         a.st_rdev = st.st_rdev
         a.st_size = st.st_size
         a.st_blksize = st.st_blksize

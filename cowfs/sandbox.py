@@ -235,8 +235,9 @@ def mount(snapshot: str, state: str, subdir: str | None, mountpoint: str) -> int
         if not os.path.isdir(upper):
             os.mkdir(upper, 0o755)  # the mode of the sandbox's root directory
             created.append(upper)
+        # a snapshot is read-only and not the user's: the sandbox sees it as its own, writable
         cfg = build_config(lowers=[lower], upper=upper, work=os.path.join(real, "work"),
-                           mountpoint=mountpoint)
+                           mountpoint=mountpoint, own_lowers=True)
         if made_over is None:
             _write_line(record, lower)
             created.append(record)
