@@ -2,8 +2,8 @@
 from real packages (wheels and an sdist built here, through --find-links), the unprivileged user
 mounts two sandboxes over it with `cowfs sandbox mount`, and pip installs into a venv with the
 sandbox as its cache and wheelhouse: tinysrc's wheel comes from the snapshot's pip cache (built
-there during the snapshot build), and the sandbox may add to the cache. Afterwards the snapshot verifies,
-and the other sandbox saw nothing."""
+there during the snapshot build), and the sandbox may add to the cache. Afterwards the snapshot
+verifies, and the other sandbox saw nothing."""
 from __future__ import annotations
 
 import os
