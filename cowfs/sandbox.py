@@ -27,10 +27,9 @@ from __future__ import annotations
 import argparse
 import fcntl
 import os
-import shutil
-import stat
 import time
 
+from . import layers
 from .config import FSTYPE, UsageError, build_config, is_within, mount_at
 from .mount import MountError, run, unmount
 
@@ -280,19 +279,10 @@ def reset(state: str) -> None:
 
 
 def remove_tree(path: str) -> None:
-    """shutil.rmtree that also empties directories their owner made read-only (copy-up keeps a
-    lower directory's mode: an upper over a read-only snapshot is full of 0555 directories)."""
-    if os.path.islink(path) or not os.path.isdir(path):
-        os.unlink(path)
-        return
-    _open_up(path)
-    for dirpath, dirnames, _ in os.walk(path):  # top-down: each dir is opened up before listing
-        for name in dirnames:
-            _open_up(os.path.join(dirpath, name))
-    shutil.rmtree(path)
-
-
-def _open_up(path: str) -> None:
-    st = os.lstat(path)
-    if stat.S_ISDIR(st.st_mode) and st.st_mode & 0o700 != 0o700:
-        os.chmod(path, stat.S_IMODE(st.st_mode) | 0o700)
+    """Remove PATH and everything below it, also directories their owner made read-only (copy-up
+    keeps a lower directory's mode: an upper over a read-only snapshot has 0555 directories)."""
+    parent = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        layers.remove_tree(parent, os.fsencode(os.path.basename(os.path.abspath(path))))
+    finally:
+        os.close(parent)
