@@ -27,6 +27,10 @@ async def apply_setattr(ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
         # unlinked but open (a write clearing setuid comes without a handle): any of its fds
         handle = next((h for h in node.handles if h.fd is not None), None)
     fd = handle.fd if handle is not None else None  # read after copy-up: it may reopen it
+    if fd is None and not node.aliases and node.pin is not None:
+        # unlinked, and not a file of ours open (a fifo, a removed dir): its O_PATH pin
+        _setattr_at(b"/proc/self/fd/%d" % node.pin, ov, node, attr, fields)
+        return ov.stat(node)
     # f*() calls act through the descriptor: no path walk, and unlinked files work too
     path = ov.path_of(node) if fd is None else None
     if fields.update_uid or fields.update_gid:
@@ -45,14 +49,33 @@ async def apply_setattr(ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
     if fields.update_size:
         _truncate(ov, path, fd, attr.st_size)
     if fields.update_atime or fields.update_mtime:
-        st = ov.stat(node)
-        ns = (attr.st_atime_ns if fields.update_atime else st.st_atime_ns,
-              attr.st_mtime_ns if fields.update_mtime else st.st_mtime_ns)
+        ns = _times(ov, node, attr, fields)
         if path is not None:
             upper.utime(path, ns)
         else:
             os.utime(fd, ns=ns)
     return ov.stat(node)
+
+
+def _setattr_at(proc: bytes, ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
+                fields: pyfuse3.SetattrFields) -> None:
+    """setattr through a /proc/self/fd link, which the calls follow to the object itself."""
+    if fields.update_uid or fields.update_gid:
+        os.chown(proc, attr.st_uid if fields.update_uid else -1,
+                 attr.st_gid if fields.update_gid else -1)
+    if fields.update_mode:
+        os.chmod(proc, stat.S_IMODE(attr.st_mode))
+    if fields.update_size:
+        os.truncate(proc, attr.st_size)
+    if fields.update_atime or fields.update_mtime:
+        os.utime(proc, ns=_times(ov, node, attr, fields))
+
+
+def _times(ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
+           fields: pyfuse3.SetattrFields) -> tuple[int, int]:
+    st = ov.stat(node)
+    return (attr.st_atime_ns if fields.update_atime else st.st_atime_ns,
+            attr.st_mtime_ns if fields.update_mtime else st.st_mtime_ns)
 
 
 def _truncate(ov: Overlay, path: bytes | None, fd: int | None, size: int) -> None:

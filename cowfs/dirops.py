@@ -194,15 +194,17 @@ def _remove(ov: Overlay, parent: Node, name: bytes, node: Node) -> None:
     path = parent.child_path(name)
     old = upper.try_lstat(path) if parent.upper else None
     ov.forget_origin(old)
-    if ov.lower_positive(parent, name):
-        ensure_upper_dir(ov, parent)
-        _put_whiteout(upper, path, old)
-    elif node.is_dir:
-        _clear_whiteouts(upper, path)
-        upper.rmdir(path)
-    else:
-        upper.unlink(path)
-    ov.table.detach(node, parent, name, gone=not _other_links(old))
+    gone = not _other_links(old)
+    with ov.pinned(node, gone):
+        if ov.lower_positive(parent, name):
+            ensure_upper_dir(ov, parent)
+            _put_whiteout(upper, path, old)
+        elif node.is_dir:
+            _clear_whiteouts(upper, path)
+            upper.rmdir(path)
+        else:
+            upper.unlink(path)
+    ov.table.detach(node, parent, name, gone=gone)
 
 
 def _other_links(st: os.stat_result | None) -> bool:
@@ -271,19 +273,21 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
     _opaque_if_merged(upper, src, pnew)
     target = upper.try_lstat(new_path)
     ov.forget_origin(target)
-    if target is not None and stat.S_ISDIR(target.st_mode):
-        _clear_whiteouts(upper, new_path)
-    if src.is_dir and target is not None and markers.is_whiteout(target):
-        # a directory cannot replace a device: swap, then the old name holds the whiteout
-        upper.rename(old_path, new_path, RENAME_EXCHANGE)
-        if not whiteout_old:
-            upper.unlink(old_path)
-    else:
-        upper.rename(old_path, new_path)
-        if whiteout_old:
-            _put_whiteout(upper, old_path, None)
+    gone = not _other_links(target)
+    with ov.pinned(dst, gone):
+        if target is not None and stat.S_ISDIR(target.st_mode):
+            _clear_whiteouts(upper, new_path)
+        if src.is_dir and target is not None and markers.is_whiteout(target):
+            # a directory cannot replace a device: swap, then the old name holds the whiteout
+            upper.rename(old_path, new_path, RENAME_EXCHANGE)
+            if not whiteout_old:
+                upper.unlink(old_path)
+        else:
+            upper.rename(old_path, new_path)
+            if whiteout_old:
+                _put_whiteout(upper, old_path, None)
     if dst is not None:
-        ov.table.detach(dst, pnew, nnew, gone=not _other_links(target))
+        ov.table.detach(dst, pnew, nnew, gone=gone)
     ov.table.move(src, (pold, nold), (pnew, nnew))
 
 

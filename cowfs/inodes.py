@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import stat
 
 import pyfuse3
@@ -24,7 +25,7 @@ class Node:
     """A merged object. Its location is derived from its aliases, never stored as a path."""
 
     __slots__ = ("ino", "key", "kind", "aliases", "upper", "lowers", "opaque", "nlookup",
-                 "nchild", "handles", "_lock", "listing", "__weakref__")
+                 "nchild", "handles", "_lock", "listing", "pin", "__weakref__")
 
     def __init__(self, ino: int, key: bytes, kind: int):
         self.ino = ino
@@ -44,6 +45,9 @@ class Node:
         # a directory only lowers make up cannot change until it is copied up: its resolved
         # entries (name -> namei.Entry), once listed, answer lookups and listings until then
         self.listing: dict | None = None
+        # an O_PATH fd of the real object, taken when its last name goes while the kernel
+        # still knows it: fstat of an open fifo or of a removed directory works through it
+        self.pin: int | None = None
 
     @property
     def lock(self) -> trio.Lock:
@@ -206,6 +210,9 @@ class NodeTable:
             del self.by_ino[node.ino]
         if self.by_key.get(node.key) is node:
             del self.by_key[node.key]
+        if node.pin is not None:
+            os.close(node.pin)
+            node.pin = None
         aliases, node.aliases = node.aliases, []
         for parent, _ in aliases:
             self._release_parent(parent)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import faulthandler
 import logging
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -243,6 +244,9 @@ def serve(
     if ignored:
         lifecycle_log.info("options without effect on a FUSE mount: %s", ",".join(ignored))
 
+    # every open file through the mount holds one real descriptor here: as many as allowed
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     created = prepare_dirs(cfg)
     try:
         from .operations import CowOperations  # noqa: PLC0415 - the core

@@ -1,6 +1,7 @@
 """The mounted overlay's state: its layers and inode table, and the lookups every operation uses."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -131,8 +132,30 @@ class Overlay:
             if handle.fd is not None:
                 return os.fstat(handle.fd)
         if not node.aliases and node.ino != pyfuse3.ROOT_INODE:
+            if node.pin is not None:
+                return os.fstat(node.pin)
             raise OSError(errno.ENOENT, "unlinked")
         return self.layer_of(node).lstat(self.path_of(node))
+
+    @contextlib.contextmanager
+    def pinned(self, node: Node | None, last_name: bool):
+        """Around the removal of a name: keep the real object reachable once its last name is
+        gone (Node.pin), for the kernel may still ask for its attributes with no open file of
+        ours to answer through."""
+        mine = (node is not None and last_name and node.nlookup and node.pin is None
+                and len(node.aliases) == 1)
+        if mine:
+            try:
+                node.pin = self.layer_of(node).open(self.path_of(node), os.O_PATH)
+            except OSError:
+                mine = False  # unreachable already: its attributes are ENOENT, as before
+        try:
+            yield
+        except BaseException:
+            if mine:
+                os.close(node.pin)
+                node.pin = None
+            raise
 
     def owned_mode(self, mode: int) -> int:
         """The mode a lower object has in the view (and its copy-up in the upper)."""

@@ -849,6 +849,21 @@ def _mmap_before_copyup(d: Diff, ctx: Context) -> bool:
 
 
 
+def _removed_lower_changed(d: Diff, ctx: Context) -> bool:
+    """A lower object whose name is whited out (cowfs upper), changed through an old fd."""
+    st = ctx.upper_stat(d.path)
+    if not (st is not None and stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+            and ctx.lower_stat(d.path) is not None):
+        return False
+    if d.where == "tree":
+        return d.cowfs is Diff.MISSING
+    op = _op_name(d)
+    if op == "fstat":
+        return True  # the change that cowfs refused shows in the kernel's attributes
+    refused = d.cowfs in ("ENOENT", {"errno": "ENOENT"})
+    return refused and op in ("fchmod", "fchown")
+
+
 def _copyup_owner(d: Diff, ctx: Context) -> bool:
     last = d.field.rsplit(".", 1)[-1]
     want = {"uid": ctx.uid, "gid": ctx.gid}.get(last)
@@ -895,6 +910,16 @@ EXPECTED_DIFFERENCES: tuple[Expected, ...] = (
         "on the upper); only the view through the mount differs. Matches only lseek ops with "
         "SEEK_DATA or SEEK_HOLE.",
         _lseek_holes,
+    ),
+    Expected(
+        "removed-lower-change",
+        "A change (fchmod, fchown) through a descriptor of a lower object "
+        "whose name has been removed: the kernel copies it up to its old name, over the "
+        "whiteout, so the deleted entry reappears in the merged tree (or, for a directory, "
+        "answers ENOTDIR). cowfs refuses with ENOENT and the name stays deleted. Matches only "
+        "f* ops on, and tree entries at, a path that is a whiteout in the cowfs upper over a "
+        "lower object.",
+        _removed_lower_changed,
     ),
     Expected(
         "mmap-before-copyup",

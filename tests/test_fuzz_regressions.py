@@ -2,8 +2,6 @@
 
 Each case is the shrunk op list of one divergence, checked by hand on a kernel overlay mount, and
 runs as a regular differential test (overlay_pair: every op result and the merged tree compared).
-A case whose fix has not landed yet is marked xfail(strict=True) with the reason: when the fix
-lands it XPASSes, which fails, so the marker cannot outlive the bug. Remove the marker then.
 
 Layer specs use the fuzzer's JSON form (fuzz.to_spec): {"t": "f"|"d"|"l"|"p"|"h"|"w", ...}.
 """
@@ -23,12 +21,7 @@ def D(children=None, **kw):
 NB = "O_NONBLOCK"
 
 
-def pending(reason: str):
-    return pytest.mark.xfail(strict=True, reason=f"divergence reported, fix not landed: {reason}")
-
-
 CASES = [
-    # --- fixed ---------------------------------------------------------------------------------
     pytest.param(
         [{"b": D({"c": F}, mode=0o555)}], {},
         [["truncate", "b/c", 100], ["stat", "b/c"]],
@@ -59,7 +52,6 @@ CASES = [
         [["utimensat", "c/a", 1500000000123456789, 1700000000999999999, False],
          ["listdir", "c/a"], ["lstat_times", "c/a"]],
         id="readdir-updates-upper-atime"),
-    # --- reported, not fixed yet -----------------------------------------------------------------
     pytest.param(
         [{"a": D({"a": {"t": "l", "target": "a"}, "c": F})}], {},
         [["unlink", "a/c"], ["chmod", "a", 0o644], ["rmdir", "a"]],
@@ -93,12 +85,16 @@ CASES = [
         [{"b": D({"c": F}), "c": D({"b": {"t": "h", "target": "b/c"}})}], {},
         [["open", "f0", "c/b", ["O_WRONLY", "O_APPEND", NB]], ["stat", "c/b"]],
         id="nlink-after-copy-up-at-open"),
-    # --- reported, not fixed yet -----------------------------------------------------------------
     pytest.param(
         [{"b": D({"c": {"t": "p"}})}], {},
         [["open", "f0", "b/c", ["O_RDONLY", NB]], ["unlink", "b/c"], ["fstat", "f0"]],
-        marks=pending("fstat of an open unlinked FIFO: ENOENT"),
         id="fstat-open-unlinked-fifo"),
+    pytest.param(
+        [{"b": {"t": "p"}}], {"u": {"t": "p"}},
+        [["open", "f0", "b", ["O_RDONLY", NB]], ["unlink", "b"], ["fchmod", "f0", 0o600],
+         ["fstat", "f0"], ["open", "f1", "u", ["O_RDONLY", NB]], ["unlink", "u"],
+         ["fchmod", "f1", 0o600], ["fstat", "f1"]],
+        id="fchmod-open-unlinked-fifo"),
     pytest.param(
         [{"c": D({"a": {"t": "l", "target": "x"}})}], {},
         [["chmod", "c", 0o2755], ["unlink", "c/a"], ["mkdir", "c/a", 0o755], ["stat", "c/a"],
@@ -124,8 +120,7 @@ CASES = [
         [{"l": D({"x": D()})}], {},
         [["mkdir", "d"], ["open", "f", "d", ["O_RDONLY", NB]], ["rmdir", "d"], ["fstat", "f"],
          ["fchmod", "f", 0o700], ["open", "g", "l/x", ["O_RDONLY", NB]], ["rmdir", "l/x"],
-         ["fstat", "g"]],
-        marks=pending("fstat/fchmod through an open descriptor of a removed directory: ENOENT"),
+         ["fstat", "g"], ["fchmod", "g", 0o700], ["fstat", "g"]],
         id="fd-of-removed-dir"),
 ]
 
