@@ -23,8 +23,10 @@ async def apply_setattr(ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
     upper = ov.writable
     # truncating a lower file to 0 needs none of its data
     await copy_up(ov, node, data=not (fields.update_size and attr.st_size == 0))
-    if handle is None and not node.aliases:
-        # unlinked but open (a write clearing setuid comes without a handle): any of its fds
+    if handle is None:
+        # the kernel names a handle for ftruncate only: fchmod, futimens, a write clearing
+        # setuid come without one. Any of the object's descriptors will do, and needs no path
+        # walk (the file may be unlinked, its directory may have lost search permission).
         handle = next((h for h in node.handles if h.fd is not None), None)
     fd = handle.fd if handle is not None else None  # read after copy-up: it may reopen it
     if fd is None and not node.aliases and node.pin is not None:

@@ -77,6 +77,11 @@ CASES = [
          ["fstat", "f1"]],
         id="setattr-open-unlinked-lower-file"),
     pytest.param(
+        [{"a": D({"b": D()})}], {},
+        [["open", "f1", "a/b/b", ["O_WRONLY", "O_CREAT", "O_TRUNC", "O_NOFOLLOW", NB], 0o444],
+         ["chmod", "a/b", 0o600], ["fchmod", "f1", 0o1777], ["fstat", "f1"]],
+        id="fchmod-after-dir-loses-search"),
+    pytest.param(
         [{}], {},
         [["mkdir", "b"], ["opendir", "D0", "b"], ["readdir", "D0"], ["rmdir", "b"],
          ["mkdir", "b"], ["lstat", "b"]],
