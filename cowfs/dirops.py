@@ -220,10 +220,15 @@ def _put_whiteout(upper: UpperLayer, path: bytes, old: os.stat_result | None) ->
     os.mknod(tmp, markers.WHITEOUT_MODE, 0, dir_fd=upper.work_fd)
     try:
         if stat.S_ISDIR(old.st_mode):
-            if old.st_mode & stat.S_IRWXU != stat.S_IRWXU:
-                # moving a dir to another parent needs write permission on it; it goes anyway
-                upper.chmod(path, stat.S_IMODE(old.st_mode) | stat.S_IRWXU)
-            upper.from_work(tmp, path, RENAME_EXCHANGE)  # the old dir (whiteouts only) is now tmp
+            mode = stat.S_IMODE(old.st_mode)
+            if mode & stat.S_IRWXU != stat.S_IRWXU:
+                # moving a dir to another parent needs write permission on it; it goes anyway,
+                # and gets its mode back for a descriptor still open on it
+                upper.chmod(path, mode | stat.S_IRWXU)
+                upper.from_work(tmp, path, RENAME_EXCHANGE)
+                os.chmod(tmp, mode, dir_fd=upper.work_fd)
+            else:
+                upper.from_work(tmp, path, RENAME_EXCHANGE)  # the old dir (whiteouts only) is tmp
         else:
             upper.from_work(tmp, path)
     finally:
@@ -323,5 +328,7 @@ def _opaque_if_merged(upper: UpperLayer, node: Node, parent: Node) -> None:
     """A directory (upper-only: others cannot move) that lands in a merged directory is made
     opaque, so a lower directory of that name can never show through (the kernel's rule)."""
     if node.is_dir and not node.opaque and parent.lowers:
-        upper.setxattr(node.path(), markers.OPAQUE, b"y")
+        path = node.path()
+        with upper.granted(path, stat.S_IWUSR):  # the kernel marks a chmod-000 dir too
+            upper.setxattr(path, markers.OPAQUE, b"y")
         node.opaque = True

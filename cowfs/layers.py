@@ -220,6 +220,17 @@ class UpperLayer(Layer):
         finally:
             os.chmod(rel, stat.S_IMODE(st.st_mode), dir_fd=self.fd)
 
+    @contextlib.contextmanager
+    def searchable(self, rel: bytes):
+        """Let the daemon reach into REL through directories of its own that lost search
+        permission, REL included: the kernel lists an open directory through the real
+        directory it holds, whatever happened to the modes above it since."""
+        with contextlib.ExitStack() as stack:
+            parts = rel.split(b"/") if rel else []
+            for i in range(1, len(parts) + 1):  # outermost first; restored in reverse
+                stack.enter_context(self.granted(b"/".join(parts[:i]), stat.S_IXUSR))
+            yield
+
     def _unreadable_marker(self, rel: bytes, name: bytes) -> bytes | None:
         with self.granted(rel, stat.S_IRUSR):
             return self.try_getxattr(rel, name)
@@ -260,7 +271,8 @@ def remove_tree(dirfd: int, name: bytes) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(st.st_mode):
-        if st.st_mode & 0o700 != 0o700:
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o700 != 0o700:
             os.chmod(name, 0o700, dir_fd=dirfd)  # garbage of ours, maybe a 0555 dir
         fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dirfd)
         try:
@@ -268,6 +280,8 @@ def remove_tree(dirfd: int, name: bytes) -> None:
                 remove_tree(fd, os.fsencode(child))
         finally:
             os.close(fd)
+        if mode & 0o700 != 0o700:
+            os.chmod(name, mode, dir_fd=dirfd)  # as it was, for a descriptor still open on it
         os.rmdir(name, dir_fd=dirfd)
     else:
         os.unlink(name, dir_fd=dirfd)

@@ -135,7 +135,15 @@ class Overlay:
             if node.pin is not None:
                 return os.fstat(node.pin)
             raise OSError(errno.ENOENT, "unlinked")
-        return self.layer_of(node).lstat(self.path_of(node))
+        path = self.path_of(node)
+        try:
+            return self.layer_of(node).lstat(path)
+        except PermissionError:
+            if not node.upper:
+                raise
+            # asked by inode: the kernel's overlay holds the real object, no walk to it
+            with self.upper.searchable(path.rpartition(b"/")[0]):
+                return self.upper.lstat(path)
 
     @contextlib.contextmanager
     def pinned(self, node: Node | None, last_name: bool):

@@ -3,7 +3,6 @@ whiteouts and the names they hide left out, OCI markers never shown."""
 from __future__ import annotations
 
 import itertools
-import stat
 
 import pyfuse3
 
@@ -78,25 +77,29 @@ class DirHandles:
         not count them)."""
         h = self.by_fh[fh]
         if start == 0 or h.names is None:
-            h.names = [b".", b".."] + self._names(h.node)
+            h.names = [b".", b".."] + self._reaching(h.node, self._names, h.node)
         for i in range(start, len(h.names)):
             name = h.names[i]
             if i < 2:
                 yield i, name, self._dot_attrs(h.node, i), None
                 continue
-            try:
-                entry = self.ov.resolve(h.node, name)
-            except PermissionError:
-                if not h.node.upper:
-                    raise
-                # a dir of ours the daemon may not search (mode r--): the kernel's overlay
-                # looks inside with privileges, we with the owner's right to chmod
-                with self.ov.upper.granted(h.node.path(), stat.S_IXUSR):
-                    entry = self.ov.resolve(h.node, name)
+            entry = self._reaching(h.node, self.ov.resolve, h.node, name)
             if entry is None:
                 continue  # removed since the listing was taken
             node = self.ov.node_for(h.node, name, entry)
             yield i, name, self.ov.attrs(node, entry.st), node
+
+    def _reaching(self, node: Node, fn, *args):
+        """FN(*ARGS) on an open upper dir that the daemon may no longer search into (its mode,
+        or a parent's, lost x): the kernel's overlay looks inside with privileges, we with the
+        owner's right to chmod."""
+        try:
+            return fn(*args)
+        except PermissionError:
+            if not node.upper:
+                raise
+            with self.ov.upper.searchable(node.path()):
+                return fn(*args)
 
     def _names(self, node: Node) -> list[bytes]:
         if node.upper:

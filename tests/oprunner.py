@@ -39,7 +39,8 @@ exact nanosecond value (trees built by the harness carry fixed times in the past
 Ops (arguments in order; [x] = optional, default shown):
   open FD PATH [FLAGS=["O_RDONLY"]] [MODE=0o644]   FLAGS: list of os.O_* names
   close FD | read FD N | pread FD N OFF | write FD DATA -> n | pwrite FD DATA OFF -> n
-  lseek FD OFF [WHENCE="SEEK_SET"] -> pos (SEEK_SET/CUR/END/DATA/HOLE)
+  lseek FD OFF [WHENCE="SEEK_SET"] [KEEP=false] -> pos (SEEK_SET/CUR/END/DATA/HOLE); KEEP:
+      put the offset back afterwards (a probe that leaves the descriptor as it was)
   ftruncate FD SIZE | fallocate FD OFF LEN | fsync FD | fdatasync FD | fstat FD | fstat_times FD
   fchmod FD MODE | fchown FD UID GID
   mmap_read FD OFF N | mmap_write FD OFF DATA      (MAP_SHARED over the whole file)
@@ -59,18 +60,20 @@ Ops (arguments in order; [x] = optional, default shown):
   setxattr PATH NAME VALUE [FLAGS=""] ("" | "CREATE" | "REPLACE") | getxattr PATH NAME
   listxattr PATH (sorted) | removexattr PATH NAME
   lsetxattr / lgetxattr / llistxattr / lremovexattr: the same without following a symlink
-  listdir PATH (sorted names) | scandir PATH (sorted [name, d_type, ino], d_ino normalized)
+  listdir PATH (sorted names) | scandir PATH (sorted [name, d_type, ino, nlink], d_ino
+      normalized; nlink from an lstat of the entry after the listing, None if it failed)
   statvfs PATH -> {"namemax": N} | access PATH [MODES=["F_OK"]] -> true (or errno)
   write_file PATH DATA [MODE=0o644] (O_WRONLY|O_CREAT|O_TRUNC) -> n | read_file PATH
   exists PATH -> bool (lstat) | sleep SECONDS | tree [PATH="."]
   opendir D PATH | readdir D [N=-1] | rewinddir D | closedir D   (libc DIR streams, own names)
     readdir reads up to N entries (-1: to the end) and returns them SORTED (the order entries
-    come in is not semantics) as [name, d_type, ino], "." and ".." included; ino normalized
-    like scandir's ("op5/name").
+    come in is not semantics) as [name, d_type, ino, nlink], "." and ".." included; ino
+    normalized like scandir's ("op5/name").
 tree returns the dump described in tree_dump() below.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import hashlib
@@ -100,6 +103,7 @@ _libc.readdir.restype = ctypes.POINTER(_Dirent)
 _libc.readdir.argtypes = [ctypes.c_void_p]
 _libc.rewinddir.argtypes = [ctypes.c_void_p]
 _libc.closedir.argtypes = [ctypes.c_void_p]
+_libc.dirfd.argtypes = [ctypes.c_void_p]
 _DT = {1: "p", 2: "c", 4: "d", 6: "b", 8: "f", 10: "l", 12: "s", 0: "?"}
 
 _OPEN_FLAGS = {
@@ -247,10 +251,15 @@ class Runner:
     def op_pwrite(self, fd, data, off):
         return os.pwrite(self.fd(fd), decode_data(data), off)
 
-    def op_lseek(self, fd, off, whence="SEEK_SET"):
+    def op_lseek(self, fd, off, whence="SEEK_SET", keep=False):
         if whence not in _WHENCE:
             raise BadOp(f"unknown whence {whence!r}")
-        return os.lseek(self.fd(fd), off, _WHENCE[whence])
+        fd = self.fd(fd)
+        was = os.lseek(fd, 0, os.SEEK_CUR) if keep else None
+        pos = os.lseek(fd, off, _WHENCE[whence])
+        if was is not None:
+            os.lseek(fd, was, os.SEEK_SET)
+        return pos
 
     def op_ftruncate(self, fd, size):
         os.ftruncate(self.fd(fd), size)
@@ -319,7 +328,7 @@ class Runner:
             e = ent.contents
             out.append([os.fsdecode(e.d_name), _DT.get(e.d_type, "?"), e.d_ino])
         out.sort()
-        return [[name, kind, self.ino(ino, f"{self.label}/{name}")] for name, kind, ino in out]
+        return self.entries(out, _libc.dirfd(dirp))
 
     def op_rewinddir(self, d):
         _libc.rewinddir(self.dirp(d))
@@ -482,7 +491,33 @@ class Runner:
                     kind = "other"  # scandir only tells the three above without a stat
                 out.append([e.name, kind, e.inode()])
         out.sort()
-        return [[name, kind, self.ino(ino, f"{self.label}/{name}")] for name, kind, ino in out]
+        with self.opendir_fd(path) as dirfd:
+            return self.entries(out, dirfd)
+
+    @contextlib.contextmanager
+    def opendir_fd(self, path):
+        try:
+            fd = os.open(self.path(path), os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            fd = None
+        try:
+            yield fd
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def entries(self, out, dirfd):
+        """[name, type, d_ino label, st_nlink] for each (name, type, d_ino): the link count (an
+        lstat, after the listing) tells the harness which entries are hard links."""
+        def nlink(name):
+            if dirfd is None or name in (".", ".."):
+                return None
+            try:
+                return os.lstat(name, dir_fd=dirfd).st_nlink
+            except OSError:
+                return None
+        return [[name, kind, self.ino(ino, f"{self.label}/{name}"), nlink(name)]
+                for name, kind, ino in out]
 
     def op_statvfs(self, path):
         return {"namemax": os.statvfs(self.path(path)).f_namemax}

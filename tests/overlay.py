@@ -704,6 +704,9 @@ class Diff:
     field: str  # dotted field inside the result or tree entry ("" = whole value)
     kernel: Any
     cowfs: Any
+    # the stat-like dicts holding the differing field (kernel's, cowfs's), for a predicate that
+    # needs the object's other fields (type, nlink)
+    entries: tuple[Any, Any] = (None, None)
     MISSING = "<missing>"
 
     def __str__(self) -> str:
@@ -716,18 +719,30 @@ def _show(v: Any) -> str:
     return v if v is Diff.MISSING else json.dumps(v, sort_keys=True)
 
 
-def _leaf_diffs(a: Any, b: Any, prefix: str = "") -> Iterator[tuple[str, Any, Any]]:
+def _leaf_diffs(a: Any, b: Any, prefix: str = "",
+                holders: tuple[Any, Any] = (None, None)) -> Iterator[tuple[str, Any, Any, tuple]]:
+    """(dotted field, a's value, b's value, the dicts holding them) for each difference."""
     if isinstance(a, dict) and isinstance(b, dict) and set(a) & set(b):
         for k in sorted(set(a) | set(b)):
             sub = f"{prefix}.{k}" if prefix else str(k)
             if k not in a:
-                yield sub, Diff.MISSING, b[k]
+                yield sub, Diff.MISSING, b[k], (a, b)
             elif k not in b:
-                yield sub, a[k], Diff.MISSING
+                yield sub, a[k], Diff.MISSING, (a, b)
             else:
-                yield from _leaf_diffs(a[k], b[k], sub)
+                yield from _leaf_diffs(a[k], b[k], sub, (a, b))
     elif a != b:
-        yield prefix, a, b
+        yield prefix, a, b, holders
+
+
+def _by_name(result: Any) -> Any:
+    """A listing with d_ino ([[name, type, ino, nlink], ...]) as {name: {type, ino, nlink}}, so a
+    difference is reported per entry and field, like a stat result's."""
+    ok = result.get("ok") if isinstance(result, dict) else None
+    if not (isinstance(ok, list) and ok and all(isinstance(e, list) and len(e) == 4
+                                                 for e in ok)):
+        return result
+    return {"ok": {e[0]: {"type": e[1], "ino": e[2], "nlink": e[3]} for e in ok}}
 
 
 _PATH_OPS = {"stat", "lstat", "stat_times", "lstat_times", "getxattr", "listxattr", "readlink",
@@ -749,8 +764,8 @@ def compare_results(ops: list, kernel: list, cowfs: list) -> list[Diff]:
     out = []
     for i, (op, k, c) in enumerate(zip(ops, kernel, cowfs, strict=True)):
         where = f"op[{i}] {json.dumps(op)[:120]}"
-        for fld, kv, cv in _leaf_diffs(k, c):
-            out.append(Diff(where, _op_path(ops, i), fld, kv, cv))
+        for fld, kv, cv, held in _leaf_diffs(_by_name(k), _by_name(c)):
+            out.append(Diff(where, _op_path(ops, i), fld, kv, cv, held))
     return out
 
 
@@ -762,8 +777,8 @@ def compare_trees(kernel: dict, cowfs: dict) -> list[Diff]:
         elif path not in kernel:
             out.append(Diff("tree", path, "", Diff.MISSING, cowfs[path]))
         else:
-            for fld, kv, cv in _leaf_diffs(kernel[path], cowfs[path]):
-                out.append(Diff("tree", path, fld, kv, cv))
+            for fld, kv, cv, held in _leaf_diffs(kernel[path], cowfs[path]):
+                out.append(Diff("tree", path, fld, kv, cv, held))
     return out
 
 
@@ -827,20 +842,29 @@ def _op_name(d: Diff) -> str | None:
     return m.group(1) if m else None
 
 
-def _lower_hardlink_ino(d: Diff, ctx: Context) -> bool:
+def _hardlink_ino(d: Diff, ctx: Context) -> bool:
+    """The st_ino of a non-directory with several names, in a stat result, a listing entry or
+    the tree (each carries type and nlink); or the kernel's ESTALE for renaming one name of such
+    an object over another, which cowfs, seeing one object, does as POSIX says (nothing). A
+    path that names a lower hard link counts too: a file renamed over it keeps its own st_ino
+    on cowfs, as POSIX wants, where the kernel shows the copy-up's."""
+    if _op_name(d) == "rename" and d.kernel == {"errno": "ESTALE"} and d.cowfs == {"ok": None}:
+        return True
+    if _field(d) != "ino":
+        return False
     st = ctx.lower_stat(d.path)
-    return (_field(d) == "ino" and st is not None and not stat.S_ISDIR(st.st_mode)
-            and st.st_nlink > 1)
-
-
-def _linked_special_ino(d: Diff, ctx: Context) -> bool:
-    st = ctx.upper_stat(d.path)
-    return (_field(d) == "ino" and st is not None and not stat.S_ISREG(st.st_mode)
-            and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1)
+    return (st is not None and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1) or any(
+        isinstance(e, dict) and e.get("type") not in (None, "d") and (e.get("nlink") or 0) > 1
+        for e in d.entries)
 
 
 def _lseek_holes(d: Diff, ctx: Context) -> bool:
     return _op_name(d) == "lseek" and ('"SEEK_HOLE"' in d.where or '"SEEK_DATA"' in d.where)
+
+
+def _dir_lseek_end(d: Diff, ctx: Context) -> bool:
+    return (_op_name(d) == "lseek" and '"SEEK_END"' in d.where
+            and d.kernel == {"errno": "EINVAL"} and "ok" in (d.cowfs or {}))
 
 
 def _mmap_before_copyup(d: Diff, ctx: Context) -> bool:
@@ -883,25 +907,20 @@ EXPECTED_DIFFERENCES: tuple[Expected, ...] = (
         _copyup_owner,
     ),
     Expected(
-        "lower-hardlink-ino",
-        "Kernel overlay (without index=on) shows the names of a lower hard link as one inode "
-        "until a copy-up breaks the link. FUSE has one inode per node id and pyfuse3 makes "
-        "st_ino the node id, so one inode for both names would let a write through one name "
-        "show through the other, where the kernel breaks the link. cowfs gives each such lower "
-        "name its own st_ino instead: contents and st_nlink behave as on the kernel. Matches "
-        "only the ino of a path that is a non-directory with st_nlink > 1 in a lower (after "
-        "a rename over such a name, cowfs keeps the moved file's st_ino as POSIX wants; the "
-        "kernel shows the copy's own).",
-        _lower_hardlink_ino,
-    ),
-    Expected(
-        "linked-special-ino",
-        "A hard link made through the mount to a copied-up symlink or special file: the kernel "
-        "reports the new name with the upper inode's number and the old name with the lower "
-        "origin's (one object, two st_ino, until a remount). cowfs reports one st_ino for both "
-        "names, as for any hard link. Matches only ino of a non-regular, non-directory upper "
-        "object with st_nlink > 1.",
-        _linked_special_ino,
+        "hardlink-ino",
+        "st_ino of a non-directory with several names. Kernel overlay (without index=on) shows "
+        "the names of a lower hard link as one inode until a copy-up breaks the link, and after "
+        "a hard link is made through the mount to a copied-up object it shows the new name with "
+        "the upper inode's number and the old one with the lower origin's (one object, two "
+        "st_ino, until a remount; renaming one of those names over the other then fails with "
+        "ESTALE). FUSE has one inode per node id and pyfuse3 makes st_ino the node id: cowfs "
+        "gives each lower name of a lower hard link its own st_ino (one node for both would let "
+        "a write through one name show through the other, where the kernel breaks the link), "
+        "and one st_ino to all names of a link made through the mount. Contents and st_nlink "
+        "behave as on the kernel. Matches only the ino field of an entry whose type is not a "
+        "directory and whose st_nlink is over 1 (or whose path names a lower hard link), and "
+        "that rename's ESTALE.",
+        _hardlink_ino,
     ),
     Expected(
         "lseek-holes",
@@ -910,6 +929,15 @@ EXPECTED_DIFFERENCES: tuple[Expected, ...] = (
         "on the upper); only the view through the mount differs. Matches only lseek ops with "
         "SEEK_DATA or SEEK_HOLE.",
         _lseek_holes,
+    ),
+    Expected(
+        "dir-lseek-end",
+        "lseek(SEEK_END) on a directory: kernel overlay answers EINVAL for a merged directory "
+        "(and the upper or lower filesystem's own answer otherwise: EINVAL on tmpfs, the size "
+        "plus the offset on ext4); on FUSE the kernel serves directory lseek itself "
+        "(generic_file_llseek, no request reaches the daemon) and answers the size plus the "
+        "offset. Matches only lseek SEEK_END where the kernel says EINVAL and cowfs succeeds.",
+        _dir_lseek_end,
     ),
     Expected(
         "removed-lower-change",

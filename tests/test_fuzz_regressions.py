@@ -127,6 +127,22 @@ CASES = [
          ["fchmod", "f", 0o700], ["open", "g", "l/x", ["O_RDONLY", NB]], ["rmdir", "l/x"],
          ["fstat", "g"], ["fchmod", "g", 0o700], ["fstat", "g"]],
         id="fd-of-removed-dir"),
+    pytest.param(
+        [{"c": F}], {},
+        [["mkdir", "a", 0o1777], ["chmod", "a", 0], ["rename", "c", "a", "EXCHANGE"],
+         ["chmod", "c", 0o755], ["listxattr", "c"]],
+        id="exchange-mode-000-dir-into-merged-dir"),
+    pytest.param(
+        [{"c": F}], {},
+        [["rename", "c", "a"], ["mkdir", "c", 0o700], ["open", "f0", "c", ["O_RDONLY", NB]],
+         ["chmod", "c", 0], ["rmdir", "c"], ["fstat", "f0"]],
+        id="fstat-of-removed-mode-000-dir"),
+    pytest.param(
+        [{"l": D({"x": F})}], {},
+        [["mkdir", "a"], ["mkdir", "a/b"], ["write_file", "a/b/f", "x"],
+         ["opendir", "D0", "a/b"], ["open", "f0", "a/b", ["O_RDONLY", NB]], ["chmod", "a", 0],
+         ["fstat", "f0"], ["readdir", "D0"], ["closedir", "D0"], ["chmod", "a", 0o755]],
+        id="readdir-after-parent-loses-search"),
 ]
 
 

@@ -49,7 +49,7 @@ def test_build_tree_and_runner_on_plain_dir(harness):
     assert res[7] == {"errno": "ENOENT"} and res[9]["ok"]["ino"] == "op9"
     assert res[11] == {"errno": "EEXIST"} and res[12] == {"ok": None}
     assert res[13] == {"ok": "n"} and res[14] == {"errno": "EPERM"}
-    assert res[15]["ok"] == [["er", "d", "op15/er"]]
+    assert res[15]["ok"] == [["er", "d", "op15/er", 2]]
 
 
 def test_malformed_op_is_a_harness_error(harness):

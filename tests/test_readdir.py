@@ -137,7 +137,7 @@ def test_dot_entries_and_d_ino(overlay_pair):
         res = getattr(out, side)
         k = len(ops)
         for i, d in enumerate(dirs):
-            for name, dtype, ino in res[2 * i + 1]["ok"]:
+            for name, dtype, ino, _nlink in res[2 * i + 1]["ok"]:
                 st = res[k]["ok"]
                 k += 1
                 assert st["type"] == dtype, f"{side}: d_type of {d}/{name}"
