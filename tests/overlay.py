@@ -707,6 +707,8 @@ class Diff:
     # the stat-like dicts holding the differing field (kernel's, cowfs's), for a predicate that
     # needs the object's other fields (type, nlink)
     entries: tuple[Any, Any] = (None, None)
+    # for an ino: the cowfs-side entry where that ino label first showed (type, nlink then)
+    first: Any = None
     MISSING = "<missing>"
 
     def __str__(self) -> str:
@@ -753,19 +755,45 @@ def _op_path(ops: list, i: int) -> str | None:
     op = ops[i]
     if op[0] in _PATH_OPS and len(op) > 1:
         return op[1]
-    if op[0].startswith("f") or op[0] in ("read", "pread", "mmap_read"):
-        for prev in reversed(ops[:i]):  # the path the fd was opened with
-            if prev[0] == "open" and len(op) > 1 and prev[1] == op[1]:
+    opener = "opendir" if op[0] == "readdir" else "open"
+    if op[0].startswith("f") or op[0] in ("read", "pread", "mmap_read", "readdir"):
+        for prev in reversed(ops[:i]):  # the path the fd or stream was opened with
+            if prev[0] == opener and len(op) > 1 and prev[1] == op[1]:
                 return prev[2]
     return None
 
 
+def _diff_path(ops: list, i: int, fld: str, listing: bool) -> str | None:
+    """The path a difference is about: an entry's own path for a listing's entry fields."""
+    path = _op_path(ops, i)
+    if listing and path is not None and fld.startswith("ok."):
+        head, _, last = fld[3:].rpartition(".")  # ok.NAME.FIELD, or ok.NAME (a missing entry)
+        name = head if head and last in ("type", "ino", "nlink") else fld[3:]
+        return name if path.strip("/") in ("", ".") else f"{path.rstrip('/')}/{name}"
+    return path
+
+
+def _stat_entries(result: Any) -> Iterator[dict]:
+    """The stat-like dicts (with ino) in one op result, in order."""
+    ok = _by_name(result).get("ok") if isinstance(result, dict) else None
+    if isinstance(ok, dict) and isinstance(ok.get("ino"), str):
+        yield ok
+    elif isinstance(ok, dict):
+        yield from (e for e in ok.values() if isinstance(e, dict) and "ino" in e)
+
+
 def compare_results(ops: list, kernel: list, cowfs: list) -> list[Diff]:
     out = []
+    first: dict[str, dict] = {}
     for i, (op, k, c) in enumerate(zip(ops, kernel, cowfs, strict=True)):
+        for e in _stat_entries(c):
+            first.setdefault(e["ino"], e)
         where = f"op[{i}] {json.dumps(op)[:120]}"
-        for fld, kv, cv, held in _leaf_diffs(_by_name(k), _by_name(c)):
-            out.append(Diff(where, _op_path(ops, i), fld, kv, cv, held))
+        bk, bc = _by_name(k), _by_name(c)
+        listing = bk is not k or bc is not c
+        for fld, kv, cv, held in _leaf_diffs(bk, bc):
+            seen = first.get(cv) if fld.endswith("ino") and isinstance(cv, str) else None
+            out.append(Diff(where, _diff_path(ops, i, fld, listing), fld, kv, cv, held, seen))
     return out
 
 
@@ -847,7 +875,9 @@ def _hardlink_ino(d: Diff, ctx: Context) -> bool:
     the tree (each carries type and nlink); or the kernel's ESTALE for renaming one name of such
     an object over another, which cowfs, seeing one object, does as POSIX says (nothing). A
     path that names a lower hard link counts too: a file renamed over it keeps its own st_ino
-    on cowfs, as POSIX wants, where the kernel shows the copy-up's."""
+    on cowfs, as POSIX wants, where the kernel shows the copy-up's; so does an object that had
+    several names when cowfs first showed its st_ino (a lower hard link copied up or renamed:
+    the kernel then shows the upper inode's number)."""
     if _op_name(d) == "rename" and d.kernel == {"errno": "ESTALE"} and d.cowfs == {"ok": None}:
         return True
     if _field(d) != "ino":
@@ -855,7 +885,7 @@ def _hardlink_ino(d: Diff, ctx: Context) -> bool:
     st = ctx.lower_stat(d.path)
     return (st is not None and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1) or any(
         isinstance(e, dict) and e.get("type") not in (None, "d") and (e.get("nlink") or 0) > 1
-        for e in d.entries)
+        for e in (*d.entries, d.first))
 
 
 def _lseek_holes(d: Diff, ctx: Context) -> bool:
@@ -918,8 +948,8 @@ EXPECTED_DIFFERENCES: tuple[Expected, ...] = (
         "a write through one name show through the other, where the kernel breaks the link), "
         "and one st_ino to all names of a link made through the mount. Contents and st_nlink "
         "behave as on the kernel. Matches only the ino field of an entry whose type is not a "
-        "directory and whose st_nlink is over 1 (or whose path names a lower hard link), and "
-        "that rename's ESTALE.",
+        "directory and whose st_nlink is over 1 now or when its st_ino first showed (or whose "
+        "path names a lower hard link), and that rename's ESTALE.",
         _hardlink_ino,
     ),
     Expected(
