@@ -707,8 +707,10 @@ class Diff:
     # the stat-like dicts holding the differing field (kernel's, cowfs's), for a predicate that
     # needs the object's other fields (type, nlink)
     entries: tuple[Any, Any] = (None, None)
-    # for an ino: the cowfs-side entry where that ino label first showed (type, nlink then)
-    first: Any = None
+    # for an ino: the object is known to have had several names in this run (a non-directory
+    # with st_nlink > 1 when cowfs first showed that ino, or the path was a link op's source or
+    # destination before)
+    linked: bool = False
     MISSING = "<missing>"
 
     def __str__(self) -> str:
@@ -785,6 +787,7 @@ def _stat_entries(result: Any) -> Iterator[dict]:
 def compare_results(ops: list, kernel: list, cowfs: list) -> list[Diff]:
     out = []
     first: dict[str, dict] = {}
+    link_paths: set[str] = set()
     for i, (op, k, c) in enumerate(zip(ops, kernel, cowfs, strict=True)):
         for e in _stat_entries(c):
             first.setdefault(e["ino"], e)
@@ -792,8 +795,14 @@ def compare_results(ops: list, kernel: list, cowfs: list) -> list[Diff]:
         bk, bc = _by_name(k), _by_name(c)
         listing = bk is not k or bc is not c
         for fld, kv, cv, held in _leaf_diffs(bk, bc):
-            seen = first.get(cv) if fld.endswith("ino") and isinstance(cv, str) else None
-            out.append(Diff(where, _diff_path(ops, i, fld, listing), fld, kv, cv, held, seen))
+            path = _diff_path(ops, i, fld, listing)
+            e = first.get(cv) if isinstance(cv, str) else None
+            linked = fld.endswith("ino") and (
+                (e is not None and e.get("type") != "d" and (e.get("nlink") or 0) > 1)
+                or (path or "").rstrip("/") in link_paths)
+            out.append(Diff(where, path, fld, kv, cv, held, linked))
+        if op[0] == "link" and len(op) > 2:
+            link_paths.update(p.rstrip("/") for p in op[1:3])
     return out
 
 
@@ -875,21 +884,28 @@ def _hardlink_ino(d: Diff, ctx: Context) -> bool:
     the tree (each carries type and nlink); or the kernel's ESTALE for renaming one name of such
     an object over another, which cowfs, seeing one object, does as POSIX says (nothing). A
     path that names a lower hard link counts too: a file renamed over it keeps its own st_ino
-    on cowfs, as POSIX wants, where the kernel shows the copy-up's; so does an object that had
-    several names when cowfs first showed its st_ino (a lower hard link copied up or renamed:
-    the kernel then shows the upper inode's number)."""
+    on cowfs, as POSIX wants, where the kernel shows the copy-up's; so does an object known to
+    have had several names in the run (Diff.linked: the kernel shows the upper inode's number
+    for a lower hard link copied up, and for a name linked through the mount)."""
     if _op_name(d) == "rename" and d.kernel == {"errno": "ESTALE"} and d.cowfs == {"ok": None}:
         return True
     if _field(d) != "ino":
         return False
+    if d.linked:
+        return True
     st = ctx.lower_stat(d.path)
-    return (st is not None and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1) or any(
-        isinstance(e, dict) and e.get("type") not in (None, "d") and (e.get("nlink") or 0) > 1
-        for e in (*d.entries, d.first))
+    if st is not None and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
+        return True
+    return any(isinstance(e, dict) and e.get("type") not in (None, "d")
+               and (e.get("nlink") or 0) > 1 for e in d.entries)
 
 
 def _lseek_holes(d: Diff, ctx: Context) -> bool:
     return _op_name(d) == "lseek" and ('"SEEK_HOLE"' in d.where or '"SEEK_DATA"' in d.where)
+
+
+def _dotdot_ino(d: Diff, ctx: Context) -> bool:
+    return d.field == "ok....ino"  # the ".." entry's ino in a listing
 
 
 def _dir_lseek_end(d: Diff, ctx: Context) -> bool:
@@ -948,8 +964,9 @@ EXPECTED_DIFFERENCES: tuple[Expected, ...] = (
         "a write through one name show through the other, where the kernel breaks the link), "
         "and one st_ino to all names of a link made through the mount. Contents and st_nlink "
         "behave as on the kernel. Matches only the ino field of an entry whose type is not a "
-        "directory and whose st_nlink is over 1 now or when its st_ino first showed (or whose "
-        "path names a lower hard link), and that rename's ESTALE.",
+        "directory and whose st_nlink is over 1, or that had several names earlier in the run "
+        "(st_nlink over 1 when its st_ino first showed, or a link op on its path), or whose "
+        "path names a lower hard link; and that rename's ESTALE.",
         _hardlink_ino,
     ),
     Expected(
@@ -959,6 +976,15 @@ EXPECTED_DIFFERENCES: tuple[Expected, ...] = (
         "on the upper); only the view through the mount differs. Matches only lseek ops with "
         "SEEK_DATA or SEEK_HOLE.",
         _lseek_holes,
+    ),
+    Expected(
+        "dotdot-ino",
+        "d_ino of the \"..\" entry in a listing. Kernel overlay does not always give the "
+        "st_ino it shows for the parent (seen on 6.18: a directory merged from two lowers on "
+        "tmpfs lists \"..\" with the inode number of a real directory below, where an upper "
+        "sibling's \"..\" is right). cowfs answers the parent's st_ino everywhere. Matches "
+        "only the ino of \"..\" entries.",
+        _dotdot_ino,
     ),
     Expected(
         "dir-lseek-end",
