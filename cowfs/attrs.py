@@ -20,9 +20,10 @@ from .overlay import Overlay
 
 async def apply_setattr(ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
                   fields: pyfuse3.SetattrFields, handle) -> os.stat_result:
-    upper = ov.writable
+    ov.writable  # EROFS on a read-only view, before anything else
     # truncating a lower file to 0 needs none of its data
     await copy_up(ov, node, data=not (fields.update_size and attr.st_size == 0))
+    named = handle is not None  # ftruncate(2) or open(O_TRUNC), not truncate(2)
     if handle is None:
         # the kernel names a handle for ftruncate only: fchmod, futimens, a write clearing
         # setuid come without one. Any of the object's descriptors will do, and needs no path
@@ -34,7 +35,20 @@ async def apply_setattr(ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
         _setattr_at(b"/proc/self/fd/%d" % node.pin, ov, node, attr, fields)
         return ov.stat(node)
     # f*() calls act through the descriptor: no path walk, and unlinked files work too
-    path = ov.path_of(node) if fd is None else None
+    if fd is None:  # by path (a FIFO's fchmod too), reaching it as an fd would
+        path = ov.path_of(node)
+        ov.reaching(path.rpartition(b"/")[0], _setattr, ov, node, attr, fields, path, None,
+                    named)
+    else:
+        _setattr(ov, node, attr, fields, None, fd, named)
+    return ov.stat(node)
+
+
+def _setattr(ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
+             fields: pyfuse3.SetattrFields, path: bytes | None, fd: int | None,
+             named: bool) -> None:
+    """By PATH or through FD (NAMED: the caller's own handle, as for ftruncate)."""
+    upper = ov.writable
     if fields.update_uid or fields.update_gid:
         uid = attr.st_uid if fields.update_uid else -1
         gid = attr.st_gid if fields.update_gid else -1
@@ -49,14 +63,13 @@ async def apply_setattr(ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
         else:
             os.fchmod(fd, mode)
     if fields.update_size:
-        _truncate(ov, path, fd, attr.st_size)
+        _truncate(ov, path, fd if named else None, attr.st_size, fd)
     if fields.update_atime or fields.update_mtime:
         ns = _times(ov, node, attr, fields)
         if path is not None:
             upper.utime(path, ns)
         else:
             os.utime(fd, ns=ns)
-    return ov.stat(node)
 
 
 def _setattr_at(proc: bytes, ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
@@ -80,7 +93,12 @@ def _times(ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
             attr.st_mtime_ns if fields.update_mtime else st.st_mtime_ns)
 
 
-def _truncate(ov: Overlay, path: bytes | None, fd: int | None, size: int) -> None:
+def _truncate(ov: Overlay, path: bytes | None, fd: int | None, size: int,
+              any_fd: int | None) -> None:
+    """ftruncate(2) through the caller's handle FD; without one, truncate(2), through ANY_FD
+    (another descriptor of the file: it may be unlinked) or PATH. The two differ: ftruncate
+    sets the times even when the size stays, truncate(2) leaves that to the filesystem (tmpfs
+    does not, ext4 does), as the kernel's overlay passes either call on to the upper."""
     if fd is not None:
         try:
             os.ftruncate(fd, size)
@@ -88,15 +106,15 @@ def _truncate(ov: Overlay, path: bytes | None, fd: int | None, size: int) -> Non
         except OSError as e:
             if e.errno not in (errno.EBADF, errno.EINVAL):
                 raise
-        # a handle not open for writing (truncate(2) while the file is open): the same file
-        # again, writable, through /proc (it may be unlinked: no path would do)
-        wfd = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_CLOEXEC)
-    else:
-        wfd = ov.upper.open(path, os.O_WRONLY)
+        # open(O_RDONLY | O_TRUNC): its handle is not open for writing; the kernel sends the
+        # time change with the size, so truncate(2) on the file is as good
+        any_fd = fd
+    opath = ov.upper.open(path, os.O_PATH) if any_fd is None else None
     try:
-        os.ftruncate(wfd, size)
+        os.truncate(f"/proc/self/fd/{any_fd if opath is None else opath}", size)
     finally:
-        os.close(wfd)
+        if opath is not None:
+            os.close(opath)
 
 
 def _virtual(ov: Overlay, node: Node, name: bytes) -> bool:

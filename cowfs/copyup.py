@@ -7,6 +7,7 @@ lock serialises it against other changes of the same object.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -28,11 +29,39 @@ def ensure_upper_dir(ov: Overlay, node: Node) -> None:
     """Copy up a directory and its missing ancestors (fast: no data, done inline)."""
     if node.upper:
         return
+    with _reachable(ov, node):
+        _ensure_upper_dir(ov, node)
+
+
+@contextlib.contextmanager
+def _reachable(ov: Overlay, node: Node):
+    """The kernel copies up with privileges, through upper dirs whatever their modes (a
+    descriptor opened before its dir lost search permission still gets its file copied up); a
+    rootless daemon lends itself search permission on its own dirs for the time, when the
+    nearest upper ancestor cannot be searched (one lstat to know)."""
+    anc = node
+    while anc is not None and not anc.upper:
+        anc = anc.aliases[0][0] if anc.aliases else None
+    if anc is None:
+        yield
+        return
+    path = anc.path()
+    try:
+        ov.writable.lstat(path + b"/." if path else b".")
+    except PermissionError:
+        with ov.writable.searchable(path):
+            yield
+        return
+    yield
+
+
+def _ensure_upper_dir(ov: Overlay, node: Node) -> None:
     upper = ov.writable
     parent = node.aliases[0][0] if node.aliases else None
     if parent is None:
         raise OSError(errno.ENOENT, "unlinked")
-    ensure_upper_dir(ov, parent)
+    if not parent.upper:
+        _ensure_upper_dir(ov, parent)
     lower = ov.lowers[node.lowers[0]]
     path = node.path()
     st = lower.lstat(path)
@@ -63,36 +92,47 @@ async def copy_up(ov: Overlay, node: Node, data: bool = True) -> None:
     async with node.lock:
         if node.upper:
             return  # another request did it while we waited
-        upper = ov.writable
         if not node.aliases:
             raise OSError(errno.ENOENT, "unlinked")
-        ensure_upper_dir(ov, node.aliases[0][0])
-        lower = ov.lowers[node.lowers[0]]
+        with _reachable(ov, node):
+            await _copy_up_file(ov, node, data)
+
+
+async def _copy_up_file(ov: Overlay, node: Node, data: bool) -> None:
+    upper = ov.writable
+    _ensure_parent(ov, node)
+    lower = ov.lowers[node.lowers[0]]
+    path = node.path()
+    st = lower.lstat(path)
+    tmp = upper.temp_name()
+    try:
+        if stat.S_ISREG(st.st_mode):
+            await _copy_file(upper, lower, path, tmp, st.st_size if data else 0)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(lower.readlink(path), tmp, dir_fd=upper.work_fd)
+        else:
+            os.mknod(tmp, st.st_mode, st.st_rdev, dir_fd=upper.work_fd)
+        _copy_meta(ov, lower, path, tmp, st, origin=node.key)
+        # A rename while the data was copied moved the object: place it where it is now.
+        if not node.aliases:
+            raise OSError(errno.ENOENT, "unlinked during copy-up")
+        _ensure_parent(ov, node)
         path = node.path()
-        st = lower.lstat(path)
-        tmp = upper.temp_name()
-        try:
-            if stat.S_ISREG(st.st_mode):
-                await _copy_file(upper, lower, path, tmp, st.st_size if data else 0)
-            elif stat.S_ISLNK(st.st_mode):
-                os.symlink(lower.readlink(path), tmp, dir_fd=upper.work_fd)
-            else:
-                os.mknod(tmp, st.st_mode, st.st_rdev, dir_fd=upper.work_fd)
-            _copy_meta(ov, lower, path, tmp, st, origin=node.key)
-            # A rename while the data was copied moved the object: place it where it is now.
-            if not node.aliases:
-                raise OSError(errno.ENOENT, "unlinked during copy-up")
-            ensure_upper_dir(ov, node.aliases[0][0])
-            path = node.path()
-            _place(ov, upper, tmp, path, node.aliases[0][0])
-        except BaseException:
-            upper.remove_in_work(tmp)
-            raise
-        node.upper = True
-        if not stat.S_ISREG(st.st_mode):
-            ov.origins[namei.upper_key(upper.lstat(path))] = node.key
-        _reopen_handles(ov, node)
-        ov.attrs_changed(node)  # e.g. a lower hard link's count: the copy has one link
+        _place(ov, upper, tmp, path, node.aliases[0][0])
+    except BaseException:
+        upper.remove_in_work(tmp)
+        raise
+    node.upper = True
+    if not stat.S_ISREG(st.st_mode):
+        ov.origins[namei.upper_key(upper.lstat(path))] = node.key
+    _reopen_handles(ov, node)
+    ov.attrs_changed(node)  # e.g. a lower hard link's count: the copy has one link
+
+
+def _ensure_parent(ov: Overlay, node: Node) -> None:
+    parent = node.aliases[0][0]
+    if not parent.upper:
+        _ensure_upper_dir(ov, parent)  # inside _reachable already
 
 
 async def _copy_file(upper: UpperLayer, lower: Layer, path: bytes, tmp: bytes, size: int) -> None:

@@ -136,14 +136,23 @@ class Overlay:
                 return os.fstat(node.pin)
             raise OSError(errno.ENOENT, "unlinked")
         path = self.path_of(node)
-        try:
+        if not node.upper:
             return self.layer_of(node).lstat(path)
-        except PermissionError:
-            if not node.upper:
-                raise
-            # asked by inode: the kernel's overlay holds the real object, no walk to it
-            with self.upper.searchable(path.rpartition(b"/")[0]):
-                return self.upper.lstat(path)
+        return self.reaching(path.rpartition(b"/")[0], self.upper.lstat, path)
+
+    def reaching(self, rel: bytes, fn, *args):
+        """FN(*ARGS) on upper objects at or below the upper dir REL; if the daemon is refused on
+        the way, again with search permission lent on REL and the dirs above it. The kernel's
+        overlay reaches what it was asked for by inode (an open descriptor, a file being
+        copied up) with privileges, whatever happened to the modes of the dirs on the way;
+        a rootless daemon has the owner's right to chmod its own dirs."""
+        try:
+            return fn(*args)
+        except PermissionError as e:
+            if e.errno != errno.EACCES:
+                raise  # EPERM: not a matter of search permission
+            with self.writable.searchable(rel):
+                return fn(*args)
 
     @contextlib.contextmanager
     def pinned(self, node: Node | None, last_name: bool):

@@ -90,16 +90,10 @@ class DirHandles:
             yield i, name, self.ov.attrs(node, entry.st), node
 
     def _reaching(self, node: Node, fn, *args):
-        """FN(*ARGS) on an open upper dir that the daemon may no longer search into (its mode,
-        or a parent's, lost x): the kernel's overlay looks inside with privileges, we with the
-        owner's right to chmod."""
-        try:
+        """FN(*ARGS) inside an open dir, also once it or a dir above lost search permission."""
+        if not node.upper:
             return fn(*args)
-        except PermissionError:
-            if not node.upper:
-                raise
-            with self.ov.upper.searchable(node.path()):
-                return fn(*args)
+        return self.ov.reaching(node.path(), fn, *args)
 
     def _names(self, node: Node) -> list[bytes]:
         if node.upper:

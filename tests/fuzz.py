@@ -631,6 +631,8 @@ class _Gen:
         # a reader on one name leaves a writer on the other with ENXIO, on the kernel only
         src, dst = self.existing("fl"), self.fresh()
         k = self.model.kind.get(src)
+        if k == "p":
+            return [["lstat", src]]
         if k not in (None, "d"):
             self._created(dst, k)
         return [["link", src, dst]]

@@ -61,3 +61,27 @@ def test_fuzz_run(session: fuzz.Session, run: int):
     print(f"fuzz: {len(res.tolerated)} tolerated difference(s), {res.seconds:.1f} s")
     if res.diverged:
         pytest.fail("\n".join(session.reports[before:]), pytrace=False)
+
+
+# Shrunk cases whose divergence shows on tmpfs layers only (test_fuzz_regressions.py runs on
+# the disk): replayed on this module's tmpfs with every result, both trees and the cross-check.
+TMPFS_CASES = [
+    pytest.param(
+        [{}], {"c": {"t": "f", "data": ""}},
+        [["rename", "c", "a"], ["mkdir", "c", 0o755], ["rename", "a", "c/c"],
+         ["truncate", "c/c", 0], ["stat_times", "c/c"], ["truncate", "c/c", 1],
+         ["stat_times", "c/c"]],
+        id="truncate-to-same-size-keeps-mtime"),
+    pytest.param(
+        [{"c": {"t": "d", "children": {}}}, {"c": {"t": "d", "children": {}}}], {},
+        [["opendir", "D1", "c"], ["readdir", "D1"], ["mkdir", "b", 0o755],
+         ["opendir", "D0", "b"], ["readdir", "D0"]],
+        id="dotdot-of-dir-merged-from-two-lowers"),
+]
+
+
+@pytest.mark.parametrize(("lowers", "upper", "ops"), TMPFS_CASES)
+def test_tmpfs_regression(session: fuzz.Session, lowers, upper, ops):
+    res = fuzz.run_case(fuzz.Case("regression", 0, lowers, upper, ops))
+    if res.diverged:
+        pytest.fail(res.report(), pytrace=False)

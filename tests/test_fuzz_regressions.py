@@ -143,6 +143,12 @@ CASES = [
          ["opendir", "D0", "a/b"], ["open", "f0", "a/b", ["O_RDONLY", NB]], ["chmod", "a", 0],
          ["fstat", "f0"], ["readdir", "D0"], ["closedir", "D0"], ["chmod", "a", 0o755]],
         id="readdir-after-parent-loses-search"),
+    pytest.param(
+        [{"b": D({"a": D({"c": F, "p": {"t": "p"}})})}], {},
+        [["open", "f0", "b/a/c", ["O_RDONLY", NB]], ["open", "f1", "b/a/p", ["O_RDONLY", NB]],
+         ["chmod", "b", 0o444], ["fchmod", "f0", 0o600], ["fchmod", "f1", 0o600],
+         ["fstat", "f0"], ["fstat", "f1"], ["chmod", "b", 0o755], ["stat", "b/a"]],
+        id="copy-up-through-dir-that-lost-search"),
 ]
 
 
