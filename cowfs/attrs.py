@@ -21,9 +21,14 @@ from .overlay import Overlay
 async def apply_setattr(ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
                   fields: pyfuse3.SetattrFields, handle) -> os.stat_result:
     ov.writable  # EROFS on a read-only view, before anything else
-    # truncating a lower file to 0 needs none of its data
-    await copy_up(ov, node, data=not (fields.update_size and attr.st_size == 0))
-    named = handle is not None  # ftruncate(2) or open(O_TRUNC), not truncate(2)
+    # ftruncate(2) or open(O_TRUNC), not truncate(2); a copy-up that skipped the data (a lower
+    # file truncated to 0 needs none) makes the size change itself: times as ftruncate sets them
+    named = handle is not None
+    if fields.update_size and attr.st_size == 0 and not node.upper:
+        named = named or ov.stat(node).st_size != 0
+        await copy_up(ov, node, data=False)
+    else:
+        await copy_up(ov, node)
     if handle is None:
         # the kernel names a handle for ftruncate only: fchmod, futimens, a write clearing
         # setuid come without one. Any of the object's descriptors will do, and needs no path
@@ -63,7 +68,7 @@ def _setattr(ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
         else:
             os.fchmod(fd, mode)
     if fields.update_size:
-        _truncate(ov, path, fd if named else None, attr.st_size, fd)
+        _truncate(ov, path, fd, attr.st_size, named)
     if fields.update_atime or fields.update_mtime:
         ns = _times(ov, node, attr, fields)
         if path is not None:
@@ -94,11 +99,19 @@ def _times(ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
 
 
 def _truncate(ov: Overlay, path: bytes | None, fd: int | None, size: int,
-              any_fd: int | None) -> None:
-    """ftruncate(2) through the caller's handle FD; without one, truncate(2), through ANY_FD
-    (another descriptor of the file: it may be unlinked) or PATH. The two differ: ftruncate
-    sets the times even when the size stays, truncate(2) leaves that to the filesystem (tmpfs
-    does not, ext4 does), as the kernel's overlay passes either call on to the upper."""
+              as_ftruncate: bool) -> None:
+    """Through FD (a descriptor of the file: it may be unlinked) or PATH, as ftruncate(2) or
+    as truncate(2). The two differ: ftruncate sets the times even when the size stays,
+    truncate(2) leaves that to the filesystem (tmpfs does not, ext4 does), and the kernel's
+    overlay passes the caller's call on to the upper."""
+    if not as_ftruncate:
+        opath = ov.upper.open(path, os.O_PATH) if fd is None else None
+        try:
+            os.truncate(f"/proc/self/fd/{fd if opath is None else opath}", size)
+        finally:
+            if opath is not None:
+                os.close(opath)
+        return
     if fd is not None:
         try:
             os.ftruncate(fd, size)
@@ -106,15 +119,15 @@ def _truncate(ov: Overlay, path: bytes | None, fd: int | None, size: int,
         except OSError as e:
             if e.errno not in (errno.EBADF, errno.EINVAL):
                 raise
-        # open(O_RDONLY | O_TRUNC): its handle is not open for writing; the kernel sends the
-        # time change with the size, so truncate(2) on the file is as good
-        any_fd = fd
-    opath = ov.upper.open(path, os.O_PATH) if any_fd is None else None
+        # not open for writing (open(O_RDONLY | O_TRUNC), another reader): the same file
+        # again, writable, through /proc (it may be unlinked: no path would do)
+        wfd = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_CLOEXEC)
+    else:
+        wfd = ov.upper.open(path, os.O_WRONLY)
     try:
-        os.truncate(f"/proc/self/fd/{any_fd if opath is None else opath}", size)
+        os.ftruncate(wfd, size)
     finally:
-        if opath is not None:
-            os.close(opath)
+        os.close(wfd)
 
 
 def _virtual(ov: Overlay, node: Node, name: bytes) -> bool:

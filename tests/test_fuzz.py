@@ -73,6 +73,14 @@ TMPFS_CASES = [
          ["stat_times", "c/c"]],
         id="truncate-to-same-size-keeps-mtime"),
     pytest.param(
+        [{"b": {"t": "d", "children": {"a": {"t": "f", "data": "zz23f"},
+                                       "e": {"t": "f", "data": ""},
+                                       "r": {"t": "f", "data": "xy"}}}}], {},
+        [["truncate", "b/a", 0], ["stat_times", "b/a"], ["truncate", "b/e", 0],
+         ["stat_times", "b/e"], ["open", "f0", "b/r", ["O_RDONLY", "O_NONBLOCK"]],
+         ["truncate", "b/r", 0], ["stat_times", "b/r"], ["fstat", "f0"]],
+        id="truncate-lower-file-to-zero"),
+    pytest.param(
         [{"c": {"t": "d", "children": {}}}, {"c": {"t": "d", "children": {}}}], {},
         [["opendir", "D1", "c"], ["readdir", "D1"], ["mkdir", "b", 0o755],
          ["opendir", "D0", "b"], ["readdir", "D0"]],
