@@ -439,3 +439,50 @@ def test_errno_names_are_known():
     for label, errs in RACE_ERRNOS.items():
         for name in errs:
             assert hasattr(errno, name), f"{label}: {name}"
+
+
+SERVED_SCRIPT = r'''
+import json, os, sys, threading, time
+big, other, scratch, result = sys.argv[1:5]
+out = {}
+def copying():
+    return any(n.startswith("#cowfs-") for n in os.listdir(scratch))
+def copy_up():
+    os.close(os.open(big, os.O_RDWR))
+    out["copy-up"] = "done"
+t = threading.Thread(target=copy_up, daemon=True)
+t.start()
+end = time.monotonic() + 30
+while not copying() and "copy-up" not in out and time.monotonic() < end:
+    time.sleep(0.0002)
+out["copy-up seen in work"] = copying()
+if out["copy-up seen in work"]:
+    # never looked up nor listed before: both reach the daemon
+    out["stat"] = os.stat(other).st_size
+    out["listdir"] = os.listdir(os.path.dirname(other))
+    out["answered while copying"] = copying() and "copy-up" not in out
+t.join(60)
+out.setdefault("copy-up", "HUNG")
+with open(result, "w") as f:
+    json.dump(out, f)
+'''
+
+
+def test_requests_are_served_during_a_large_copy_up(harness):
+    """The data of a copy-up is copied (and fsync'ed) in a worker thread: while a large lower
+    file is being copied up, other requests (a lookup, a readdir) are answered. The copy's temp
+    file in the work dir shows when the copy-up runs; no timing is asserted."""
+    data = b"".join(bytes([i]) * (1 << 20) for i in range(256)) * 2  # 512 MiB, not sparse
+    lay = overlay.make_layers("served", [{"big": File(data), "d": {"other": "x"}}])
+    script = os.path.join(lay.base, "served.py")
+    with open(script, "w") as f:
+        f.write(SERVED_SCRIPT)
+    os.chmod(script, 0o644)
+    with mounted(harness.impl, lay) as m:
+        got = _user_script(harness, m, script, os.path.join(m.mnt, "big"),
+                           os.path.join(m.mnt, "d", "other"), os.path.join(lay.work, "work"),
+                           timeout=90)
+    print(got)
+    assert got["copy-up"] == "done" and got["copy-up seen in work"], got
+    assert got["stat"] == 1 and got["listdir"] == ["other"], got
+    assert got["answered while copying"], f"no request was answered during the copy-up: {got}"
