@@ -803,6 +803,13 @@ def compare_results(ops: list, kernel: list, cowfs: list) -> list[Diff]:
             out.append(Diff(where, path, fld, kv, cv, held, linked))
         if op[0] == "link" and len(op) > 2:
             link_paths.update(p.rstrip("/") for p in op[1:3])
+        elif op[0] == "rename" and len(op) > 2:  # the names move with the objects
+            a, b = op[1].rstrip("/"), op[2].rstrip("/")
+            moves = ((a, b), (b, a)) if op[3:4] == ["EXCHANGE"] else ((a, b),)
+            for p in list(link_paths):
+                for src, dst in moves:
+                    if p == src or p.startswith(src + "/"):
+                        link_paths.add(dst + p[len(src):])
     return out
 
 
