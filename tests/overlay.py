@@ -708,8 +708,8 @@ class Diff:
     # needs the object's other fields (type, nlink)
     entries: tuple[Any, Any] = (None, None)
     # for an ino: the object is known to have had several names in this run (a non-directory
-    # with st_nlink > 1 when cowfs first showed that ino, or the path was a link op's source or
-    # destination before)
+    # with st_nlink > 1 when cowfs first showed that ino, or a name a link op used or made,
+    # followed through renames)
     linked: bool = False
     MISSING = "<missing>"
 
@@ -801,16 +801,28 @@ def compare_results(ops: list, kernel: list, cowfs: list) -> list[Diff]:
                 (e is not None and e.get("type") != "d" and (e.get("nlink") or 0) > 1)
                 or (path or "").rstrip("/") in link_paths)
             out.append(Diff(where, path, fld, kv, cv, held, linked))
-        if op[0] == "link" and len(op) > 2:
+        if op[0] == "link" and len(op) > 2 and c == {"ok": None}:
             link_paths.update(p.rstrip("/") for p in op[1:3])
-        elif op[0] == "rename" and len(op) > 2:  # the names move with the objects
+        elif op[0] in ("unlink", "rmdir") and c == {"ok": None}:
+            _move_names(link_paths, op[1].rstrip("/"), None)
+        elif op[0] == "rename" and len(op) > 2 and c == {"ok": None}:
             a, b = op[1].rstrip("/"), op[2].rstrip("/")
-            moves = ((a, b), (b, a)) if op[3:4] == ["EXCHANGE"] else ((a, b),)
-            for p in list(link_paths):
-                for src, dst in moves:
-                    if p == src or p.startswith(src + "/"):
-                        link_paths.add(dst + p[len(src):])
+            if op[3:4] == ["EXCHANGE"]:
+                _move_names(link_paths, a, "\0swap")
+                _move_names(link_paths, b, a)
+                _move_names(link_paths, "\0swap", b)
+            else:
+                _move_names(link_paths, b, None)
+                _move_names(link_paths, a, b)
     return out
+
+
+def _move_names(names: set[str], src: str, dst: str | None) -> None:
+    """The names at or below SRC go to DST (None: removed), as a rename or unlink does."""
+    under = [p for p in names if p == src or p.startswith(src + "/")]
+    names.difference_update(under)
+    if dst is not None:
+        names.update(dst + p[len(src):] for p in under)
 
 
 def compare_trees(kernel: dict, cowfs: dict) -> list[Diff]:
