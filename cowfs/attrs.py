@@ -54,7 +54,9 @@ def _setattr(ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
              named: bool) -> None:
     """By PATH or through FD (NAMED: the caller's own handle, as for ftruncate)."""
     upper = ov.writable
-    if fields.update_uid or fields.update_gid:
+    if fields.update_uid or fields.update_gid or _ctime_only(fields):
+        # chown(-1, -1) arrives with no field set: the upper's own chown(-1, -1) then changes
+        # the ctime alone, as the kernel's overlay passing the call on does
         uid = attr.st_uid if fields.update_uid else -1
         gid = attr.st_gid if fields.update_gid else -1
         if path is not None:
@@ -77,10 +79,15 @@ def _setattr(ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
             os.utime(fd, ns=ns)
 
 
+def _ctime_only(fields: pyfuse3.SetattrFields) -> bool:
+    return not (fields.update_uid or fields.update_gid or fields.update_mode
+                or fields.update_size or fields.update_atime or fields.update_mtime)
+
+
 def _setattr_at(proc: bytes, ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
                 fields: pyfuse3.SetattrFields) -> None:
     """setattr through a /proc/self/fd link, which the calls follow to the object itself."""
-    if fields.update_uid or fields.update_gid:
+    if fields.update_uid or fields.update_gid or _ctime_only(fields):
         os.chown(proc, attr.st_uid if fields.update_uid else -1,
                  attr.st_gid if fields.update_gid else -1)
     if fields.update_mode:

@@ -236,6 +236,7 @@ def _place(ov: Overlay, upper: UpperLayer, tmp: bytes, path: bytes, parent: Node
     with upper.granted(ppath, stat.S_IWUSR | stat.S_IXUSR, pst):
         upper.from_work(tmp, path, RENAME_NOREPLACE)
     upper.utime(ppath, (pst.st_atime_ns, pst.st_mtime_ns))
+    ov.attrs_changed(parent)  # its ctime moved: the kernel's cached copy is stale
 
 
 def _reopen_handles(ov: Overlay, node: Node) -> None:

@@ -23,8 +23,10 @@ write and pwrite at offsets, ftruncate/truncate, append, fstat, fchmod, fsync, l
 rmdir, unlink, rename (plain, NOREPLACE, EXCHANGE), link, symlink, mkfifo, mknod, chmod, chown,
 utimensat, setxattr/getxattr/listxattr/removexattr (and the l* forms), listdir, scandir, libc
 directory streams (opendir + readdir, rewinddir + readdir), stat, lstat, stat_times, access,
-readlink, statvfs. Paths and descriptors are aimed with a rough model of the merged namespace
-(Model: the layers' merged view, updated by each op as if it succeeded), so about half of the ops
+readlink, statvfs, and around a random op the relations (same/later/earlier) of mtime and
+ctime of the objects it names and of their parents (times_mark, times_cmp). Paths and
+descriptors are aimed with a rough model of the merged namespace (Model: the layers' merged
+view, updated by each op as if it succeeded), so about half of the ops
 succeed; the rest fail on purpose (a fifth of the paths are any name of the pool, some with a
 trailing slash), and their errnos are compared too. Names exist in a lower, the upper, both, or
 nowhere.
@@ -330,6 +332,19 @@ def _prune_stray_whiteouts(js: dict, below: list[dict]) -> None:
         if e["t"] == "w" and not merged(path.rpartition("/")[0]):
             parent = _entry_at(js, path.rpartition("/")[0])
             del parent["children"][path.rpartition("/")[2]]
+
+
+def _ticks_kept(ops: list) -> bool:
+    """Each run of times_mark ops keeps its sleeps before and after (g_times_rel): without
+    them, times of events in one tick of the kernel's coarse clock compare by chance."""
+    for i, op in enumerate(ops):
+        if op[0] != "times_mark":
+            continue
+        if ops[i - 1][0] not in ("times_mark", "sleep") if i else True:
+            return False
+        if i + 1 < len(ops) and ops[i + 1][0] not in ("times_mark", "sleep"):
+            return False
+    return True
 
 
 def _has_stray_whiteouts(case: "Case") -> bool:
@@ -726,13 +741,35 @@ class _Gen:
         self.open_dirs.discard(d)
         return [["closedir", d]]
 
+    # families whose ops change times of the objects they name (or must not): g_times_rel
+    # checks the mtime/ctime relations they leave on those objects and their parents
+    TIMED = ("g_chmod", "g_chown", "g_rename", "g_link", "g_unlink", "g_truncate", "g_setxattr",
+             "g_removexattr", "g_write_at", "g_append", "g_mkdir", "g_rmdir", "g_create",
+             "g_symlink", "g_special", "g_read_path", "g_readdir", "g_utimens")
+
+    def g_times_rel(self):
+        ops = getattr(self, self.rng.choice(self.TIMED))()
+        op = ops[0]
+        args = op[2:3] if op[0] in ("open", "opendir") else op[1:3] if op[0] in (
+            "rename", "link") else op[2:3] if op[0] == "symlink" else op[1:2]
+        paths = []
+        for a in args:
+            a = a.rstrip("/") or "."
+            paths += [a, a.rpartition("/")[0] or "."]
+        paths = list(dict.fromkeys(paths))
+        marks = [["times_mark", f"t{i}", p] for i, p in enumerate(paths)]
+        cmps = [["times_cmp", f"t{i}", p, ["mtime", "ctime"]] for i, p in enumerate(paths)]
+        # ticks: the kernel's clock is coarse; what happened before the marks, and what the op
+        # changes, must each land on a time of its own
+        return [["sleep", 0.01]] + marks + [["sleep", 0.01]] + ops + cmps
+
     WEIGHTS = {
         "g_open": 8, "g_create": 6, "g_append": 3, "g_write_at": 3, "g_read_path": 4,
         "g_fd_write": 6, "g_fd_read": 5, "g_fd_misc": 6, "g_truncate": 3, "g_mkdir": 5,
         "g_rmdir": 4, "g_unlink": 6, "g_rename": 10, "g_link": 3, "g_symlink": 3,
         "g_special": 2, "g_chmod": 3, "g_chown": 1, "g_utimens": 3, "g_stat": 8,
         "g_access": 2, "g_statfs": 1, "g_setxattr": 4, "g_getxattr": 4, "g_removexattr": 2,
-        "g_readdir": 5,
+        "g_readdir": 5, "g_times_rel": 3,
     }
 
     def ops(self, n: int) -> list[list]:
@@ -977,8 +1014,8 @@ class Shrinker:
         return time.monotonic() > self.deadline
 
     def fails(self, cand: Case) -> bool:
-        if _has_stray_whiteouts(cand):
-            return False  # a layer the generator never makes: not a smaller form of the case
+        if _has_stray_whiteouts(cand) or not _ticks_kept(cand.ops):
+            return False  # a case the generator never makes: not a smaller form of this one
         self.tries += 1
         self.ops_run += len(cand.ops)
         try:

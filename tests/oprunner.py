@@ -56,6 +56,7 @@ Ops (arguments in order; [x] = optional, default shown):
   times_mark TAG PATH | times_cmp TAG PATH [FIELDS=["atime","mtime","ctime"]]  (stat,
       following symlinks) times_cmp compares the FIELDS with those recorded by times_mark TAG:
       {"mtime": "same"|"later"|"earlier", ...}: relations compare across mounts, times cannot
+      (null after a failed times_mark)
   umask MASK -> previous mask (applies to the creates of the later ops of this run)
   setxattr PATH NAME VALUE [FLAGS=""] ("" | "CREATE" | "REPLACE") | getxattr PATH NAME
   listxattr PATH (sorted) | removexattr PATH NAME
@@ -429,6 +430,7 @@ class Runner:
                                    0 if follow else 0x100))  # AT_SYMLINK_NOFOLLOW
 
     def op_times_mark(self, tag, path):
+        self.marks[tag] = None  # a failed mark (its errno is its result) compares to nothing
         self.marks[tag] = os.stat(self.path(path))
 
     def op_times_cmp(self, tag, path, fields=("atime", "mtime", "ctime")):
@@ -437,6 +439,8 @@ class Runner:
         if not set(fields) <= {"atime", "mtime", "ctime"}:
             raise BadOp(f"bad time fields {fields!r}")
         old, new = self.marks[tag], os.stat(self.path(path))
+        if old is None:
+            return None
 
         def rel(a, b):
             return "same" if a == b else ("later" if b > a else "earlier")
