@@ -56,7 +56,7 @@ Ops (arguments in order; [x] = optional, default shown):
   times_mark TAG PATH | times_cmp TAG PATH [FIELDS=["atime","mtime","ctime"]]  (stat,
       following symlinks) times_cmp compares the FIELDS with those recorded by times_mark TAG:
       {"mtime": "same"|"later"|"earlier", ...}: relations compare across mounts, times cannot
-      (null after a failed times_mark)
+      (null after a failed times_mark); "mode" among FIELDS adds the mode as it is now
   umask MASK -> previous mask (applies to the creates of the later ops of this run)
   setxattr PATH NAME VALUE [FLAGS=""] ("" | "CREATE" | "REPLACE") | getxattr PATH NAME
   listxattr PATH (sorted) | removexattr PATH NAME
@@ -436,7 +436,7 @@ class Runner:
     def op_times_cmp(self, tag, path, fields=("atime", "mtime", "ctime")):
         if tag not in self.marks:
             raise BadOp(f"no times_mark {tag!r} before")
-        if not set(fields) <= {"atime", "mtime", "ctime"}:
+        if not set(fields) <= {"atime", "mtime", "ctime", "mode"}:
             raise BadOp(f"bad time fields {fields!r}")
         old, new = self.marks[tag], os.stat(self.path(path))
         if old is None:
@@ -444,7 +444,11 @@ class Runner:
 
         def rel(a, b):
             return "same" if a == b else ("later" if b > a else "earlier")
-        return {k: rel(getattr(old, f"st_{k}_ns"), getattr(new, f"st_{k}_ns")) for k in fields}
+        out = {k: rel(getattr(old, f"st_{k}_ns"), getattr(new, f"st_{k}_ns"))
+               for k in fields if k != "mode"}
+        if "mode" in fields:  # the mode now, for context
+            out["mode"] = format(stat.S_IMODE(new.st_mode), "04o")
+        return out
 
     def op_umask(self, mask):
         return os.umask(mask)

@@ -757,6 +757,8 @@ def _op_path(ops: list, i: int) -> str | None:
     op = ops[i]
     if op[0] in _PATH_OPS and len(op) > 1:
         return op[1]
+    if op[0] in ("times_mark", "times_cmp") and len(op) > 2:
+        return op[2]
     opener = "opendir" if op[0] == "readdir" else "open"
     if op[0].startswith("f") or op[0] in ("read", "pread", "mmap_read", "readdir"):
         for prev in reversed(ops[:i]):  # the path the fd or stream was opened with
@@ -929,6 +931,19 @@ def _dotdot_ino(d: Diff, ctx: Context) -> bool:
         isinstance(v, str) and v.endswith("/..") for v in (d.kernel, d.cowfs)))
 
 
+def _lent_permission_ctime(d: Diff, ctx: Context) -> bool:
+    if not (_op_name(d) == "times_cmp" and d.field == "ok.ctime"
+            and d.kernel == "same" and d.cowfs == "later"):
+        return False
+    st = ctx.upper_stat(d.path)
+    if st is None or st.st_uid != ctx.uid:
+        return False
+    needs = stat.S_IRWXU if stat.S_ISDIR(st.st_mode) else stat.S_IRUSR
+    held = d.entries[1] if isinstance(d.entries[1], dict) else {}
+    mode = int(held["mode"], 8) if "mode" in held else st.st_mode  # as at the comparison
+    return mode & needs != needs
+
+
 def _dir_lseek_end(d: Diff, ctx: Context) -> bool:
     return (_op_name(d) == "lseek" and '"SEEK_END"' in d.where
             and d.kernel == {"errno": "EINVAL"} and "ok" in (d.cowfs or {}))
@@ -1007,6 +1022,16 @@ EXPECTED_DIFFERENCES: tuple[Expected, ...] = (
         "only the ino of \"..\" entries, and an ino whose label says it was first seen as "
         "one (the kernel's number then names nothing else).",
         _dotdot_ino,
+    ),
+    Expected(
+        "lent-permission-ctime",
+        "The ctime of an upper object of the mounting user that lacks owner r (or, for a "
+        "directory, w or x). The kernel's overlay reads markers, lists, searches and copies up "
+        "into upper objects with privileges; a rootless cowfs lends itself the missing owner "
+        "bits for a moment (chmod and back), which moves the object's ctime (a daemon started "
+        "by root needs no such thing). Matches only a ctime relation \"later\" on cowfs where "
+        "the kernel has \"same\", for a path that is such an object in the cowfs upper.",
+        _lent_permission_ctime,
     ),
     Expected(
         "dir-lseek-end",
