@@ -294,6 +294,15 @@ def test_concurrent_workload(harness, worker_script):
 
 
 # --- focused races (deterministic reproductions of what the workload above found) -----------
+def _script_file(lay: overlay.Layers, name: str, text: str) -> str:
+    """TEXT as a script the test user can run, in the layers' base dir."""
+    path = os.path.join(lay.base, name)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+    return path
+
+
 def _user_script(harness: overlay.Env, m: overlay.Mount, script: str, *args: str,
                  timeout: float = 40.0) -> dict:
     """Run SCRIPT ARGS... RESULT as the test user; the JSON it leaves in RESULT. Never waits for
@@ -359,10 +368,7 @@ def test_rename_while_copy_up_has_waiters(harness):
     (Found by the workload: the daemon spun at 100% CPU forever, the mount hung.)"""
     data = os.urandom(1 << 20) * 128  # a copy-up long enough for C and D to queue behind it
     lay = overlay.make_layers("rename-copyup", [{"big": File(data)}])
-    script = os.path.join(lay.base, "race.py")
-    with open(script, "w") as f:
-        f.write(RACE_SCRIPT)
-    os.chmod(script, 0o644)
+    script = _script_file(lay, "race.py", RACE_SCRIPT)
     with mounted(harness.impl, lay) as m:
         got = _user_script(harness, m, script, os.path.join(m.mnt, "big"),
                            os.path.join(m.mnt, "moved"))
@@ -415,10 +421,7 @@ def test_new_file_does_not_take_over_a_deleted_one(harness):
     right as it was replaced read 0 bytes, then the content of a temp file being written in
     another directory.) The kernel overlay shows the deleted file itself."""
     lay = overlay.make_layers("takeover", [{"lowerfile": "x"}], {"d": {}})
-    script = os.path.join(lay.base, "takeover.py")
-    with open(script, "w") as f:
-        f.write(TAKEOVER_SCRIPT)
-    os.chmod(script, 0o644)
+    script = _script_file(lay, "takeover.py", TAKEOVER_SCRIPT)
     with mounted(harness.impl, lay) as m:
         got = _user_script(harness, m, script, os.path.join(m.mnt, "d"))
     deleted = got["deleted"]
@@ -474,10 +477,7 @@ def test_requests_are_served_during_a_large_copy_up(harness):
     file in the work dir shows when the copy-up runs; no timing is asserted."""
     data = b"".join(bytes([i]) * (1 << 20) for i in range(256)) * 2  # 512 MiB, not sparse
     lay = overlay.make_layers("served", [{"big": File(data), "d": {"other": "x"}}])
-    script = os.path.join(lay.base, "served.py")
-    with open(script, "w") as f:
-        f.write(SERVED_SCRIPT)
-    os.chmod(script, 0o644)
+    script = _script_file(lay, "served.py", SERVED_SCRIPT)
     with mounted(harness.impl, lay) as m:
         got = _user_script(harness, m, script, os.path.join(m.mnt, "big"),
                            os.path.join(m.mnt, "d", "other"), os.path.join(lay.work, "work"),
