@@ -149,6 +149,21 @@ CASES = [
          ["chmod", "b", 0o444], ["fchmod", "f0", 0o600], ["fchmod", "f1", 0o600],
          ["fstat", "f0"], ["fstat", "f1"], ["chmod", "b", 0o755], ["stat", "b/a"]],
         id="copy-up-through-dir-that-lost-search"),
+    pytest.param(
+        [{"l": F}], {"a": D(), "f": F},
+        [["sleep", 0.01], ["times_mark", "t0", "a"], ["times_mark", "t1", "f"],
+         ["times_mark", "t2", "l"], ["sleep", 0.01], ["chown", "a", -1, -1],
+         ["chown", "f", -1, -1], ["chown", "l", -1, -1],
+         ["times_cmp", "t0", "a", ["mtime", "ctime"]], ["times_cmp", "t1", "f", ["mtime", "ctime"]],
+         ["times_cmp", "t2", "l", ["mtime", "ctime"]]],
+        id="chown-minus-one-changes-ctime"),
+    pytest.param(
+        [{"b": D({"c": D({"c": F})})}], {},
+        [["rename", "b/c/c", "b/c/a"], ["sleep", 0.01], ["times_mark", "t0", "."],
+         ["times_mark", "t1", "b"], ["sleep", 0.01], ["listdir", "."], ["listdir", "b"],
+         ["times_cmp", "t0", ".", ["mtime", "ctime"]],
+         ["times_cmp", "t1", "b", ["mtime", "ctime"]]],
+        id="copy-up-parent-ctime-not-stale"),
 ]
 
 
