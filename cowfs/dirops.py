@@ -236,10 +236,12 @@ def _put_whiteout(upper: UpperLayer, path: bytes, old: os.stat_result | None) ->
 
 
 def _clear_whiteouts(upper: UpperLayer, path: bytes) -> None:
-    """An upper dir that is empty in the merged view may still hold whiteouts: drop them."""
-    for name, kind in upper.listdir(path):
-        if kind == WHITEOUT:
-            upper.unlink(path + b"/" + name)
+    """An upper dir that is empty in the merged view may still hold whiteouts: drop them (the
+    kernel does so with privileges, whatever the dir's mode: the owner's bits are lent)."""
+    with upper.granted(path, stat.S_IRWXU):
+        for name, kind in upper.listdir(path):
+            if kind == WHITEOUT:
+                upper.unlink(path + b"/" + name)
 
 
 async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,

@@ -164,6 +164,11 @@ CASES = [
          ["times_cmp", "t0", ".", ["mtime", "ctime"]],
          ["times_cmp", "t1", "b", ["mtime", "ctime"]]],
         id="copy-up-parent-ctime-not-stale"),
+    pytest.param(
+        [{"b": D(), "d": D({"x": F})}], {"b": D({"b": {"t": "w"}}), "c": D()},
+        [["chmod", "b", 0o444], ["rename", "c", "b"], ["listdir", "b"],
+         ["unlink", "d/x"], ["chmod", "d", 0o555], ["rmdir", "d"]],
+        id="rename-over-read-only-dir-with-whiteouts"),
 ]
 
 
