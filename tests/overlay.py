@@ -778,8 +778,8 @@ def _diff_path(ops: list, i: int, fld: str, listing: bool) -> str | None:
 
 
 def _stat_entries(result: Any) -> Iterator[dict]:
-    """The stat-like dicts (with ino) in one op result, in order."""
-    ok = _by_name(result).get("ok") if isinstance(result, dict) else None
+    """The stat-like dicts (with ino) in one op result (listings _by_name'd), in order."""
+    ok = result.get("ok") if isinstance(result, dict) else None
     if isinstance(ok, dict) and isinstance(ok.get("ino"), str):
         yield ok
     elif isinstance(ok, dict):
@@ -791,10 +791,10 @@ def compare_results(ops: list, kernel: list, cowfs: list) -> list[Diff]:
     first: dict[str, dict] = {}
     link_paths: set[str] = set()
     for i, (op, k, c) in enumerate(zip(ops, kernel, cowfs, strict=True)):
-        for e in _stat_entries(c):
+        bk, bc = _by_name(k), _by_name(c)
+        for e in _stat_entries(bc):
             first.setdefault(e["ino"], e)
         where = f"op[{i}] {json.dumps(op)[:120]}"
-        bk, bc = _by_name(k), _by_name(c)
         listing = bk is not k or bc is not c
         for fld, kv, cv, held in _leaf_diffs(bk, bc):
             path = _diff_path(ops, i, fld, listing)
