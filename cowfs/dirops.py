@@ -7,6 +7,7 @@ EXDEV, as kernel overlayfs does in userxattr mode (mv(1) then copies).
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -48,26 +49,27 @@ def make(ov: Overlay, parent: Node, name: bytes, creds: Creds | None,
     path = parent.child_path(name)
     old = upper.try_lstat(path)
     over_whiteout = old is not None and markers.is_whiteout(old)
-    if over_whiteout:
-        dirfd, rel = upper.work_fd, upper.temp_name()
-    else:
-        dirfd, rel = upper.fd, path
-    fd = build(dirfd, rel)
-    try:
-        owner = _owner(ov, parent.path(), creds) if creds is not None else None
-        if owner is not None:
-            os.chown(rel, *owner, dir_fd=dirfd, follow_symlinks=False)
+    with contextlib.ExitStack() as stack:
         if over_whiteout:
-            _replace_whiteout(upper, rel, path)
-            _inherit_setgid(upper, parent.path(), path)
-    except BaseException:
-        if fd is not None:
-            os.close(fd)
-        if over_whiteout:
-            upper.remove_in_work(rel)
+            dirfd, rel = upper.work_fd, upper.temp_name()
         else:
-            _remove_new(upper, path)
-        raise
+            dirfd, rel = stack.enter_context(upper.at(path))
+        fd = build(dirfd, rel)
+        try:
+            owner = _owner(ov, parent.path(), creds) if creds is not None else None
+            if owner is not None:
+                os.chown(rel, *owner, dir_fd=dirfd, follow_symlinks=False)
+            if over_whiteout:
+                _replace_whiteout(upper, rel, path)
+                _inherit_setgid(upper, parent.path(), path)
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            if over_whiteout:
+                upper.remove_in_work(rel)
+            else:
+                _remove_new(upper, path)
+            raise
     return fd
 
 
@@ -154,8 +156,9 @@ async def link(ov: Overlay, node: Node, parent: Node, name: bytes) -> Node:
         raise FileExistsError(errno.EEXIST, "exists")
     await copy_up(ov, node)
     src = ov.path_of(node)
-    make(ov, parent, name, None, lambda d, n: os.link(
-        src, n, src_dir_fd=ov.upper.fd, dst_dir_fd=d, follow_symlinks=False))
+    with ov.upper.at(src) as (sfd, stail):
+        make(ov, parent, name, None, lambda d, n: os.link(
+            stail, n, src_dir_fd=sfd, dst_dir_fd=d, follow_symlinks=False))
     ov.table.attach(node, parent, name)
     return node
 

@@ -1,7 +1,9 @@
 """Real directories behind the overlay, reached only through directory descriptors.
 
 Every syscall here is relative to a layer's root fd (the *at family) and never follows a symlink
-in the last component, so a path as long as the kernel accepts works and nothing escapes a layer.
+in the last component, so nothing escapes a layer. A path may be longer than PATH_MAX (a 4095-byte
+path relative to a directory inside the mount is one): the kernel refuses such a path in one
+syscall, so it is reached through descriptors of the directories on the way (`Layer.at`).
 Only `UpperLayer` has methods that change anything: a write to a lower is a type error.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 WHITEOUT = -1  # the kind listdir gives a whiteout
 _PATH_MAX = 4096
+_DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
@@ -47,18 +50,59 @@ class Layer:
     def close(self) -> None:
         os.close(self.fd)
 
+    def _at(self, call, rel: bytes, *args, **kwargs):
+        """CALL(REL, *ARGS, dir_fd=...): relative to the layer root, or below PATH_MAX (`at`)."""
+        if len(rel) < _PATH_MAX:
+            return call(rel, *args, dir_fd=self.fd, **kwargs)
+        fd, tail = self._descend(rel)
+        try:
+            return call(tail, *args, dir_fd=fd, **kwargs)
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def at(self, rel: bytes):
+        """(dir fd, path) that name REL in one *at syscall, whatever the length of REL."""
+        if len(rel) < _PATH_MAX:
+            yield self.fd, rel
+            return
+        fd, tail = self._descend(rel)
+        try:
+            yield fd, tail
+        finally:
+            os.close(fd)
+
+    def _descend(self, rel: bytes) -> tuple[int, bytes]:
+        """An O_PATH fd of a directory on the way to REL (the caller closes it) and the rest of
+        REL, shorter than PATH_MAX: the directories are opened a PATH_MAX-sized part at a time."""
+        fd = self.fd
+        try:
+            while len(rel) >= _PATH_MAX:
+                cut = rel.rfind(b"/", 0, _PATH_MAX)
+                if cut <= 0:
+                    raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), rel)
+                part = os.open(rel[:cut], _DIR_PATH, dir_fd=fd)
+                if fd != self.fd:
+                    os.close(fd)
+                fd, rel = part, rel[cut + 1:]
+        except BaseException:
+            if fd != self.fd:
+                os.close(fd)
+            raise
+        return fd, rel
+
     def lstat(self, rel: bytes) -> os.stat_result:
-        return os.stat(rel, dir_fd=self.fd, follow_symlinks=False)
+        return self._at(os.stat, rel, follow_symlinks=False)
 
     def try_lstat(self, rel: bytes) -> os.stat_result | None:
         """lstat, with a missing entry (or a non-directory on the way) as None."""
         try:
-            return os.stat(rel, dir_fd=self.fd, follow_symlinks=False)
+            return self._at(os.stat, rel, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
             return None
 
     def open(self, rel: bytes, flags: int, mode: int = 0o600) -> int:
-        return os.open(rel, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=self.fd)
+        return self._at(os.open, rel, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
 
     def open_read(self, rel: bytes, flags: int = 0) -> int:
         """Open for reading without touching atime where the kernel lets us (O_NOATIME: only
@@ -111,7 +155,7 @@ class Layer:
         return marks
 
     def readlink(self, rel: bytes) -> bytes:
-        return os.readlink(rel, dir_fd=self.fd)
+        return self._at(os.readlink, rel)
 
     def _xattr(self, call, rel: bytes, *args):
         # No *at form of the xattr calls: the layer root's /proc/self/fd link stands in for the
@@ -119,7 +163,7 @@ class Layer:
         # takes an O_PATH fd of the object itself (the passthrough_hp way).
         if len(rel) + len(self._proc) < _PATH_MAX:
             return call(self._proc + rel, *args, follow_symlinks=False)
-        fd = os.open(rel, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+        fd = self.open(rel, os.O_PATH)
         try:
             return call(f"/proc/self/fd/{fd}", *args)
         finally:
@@ -184,25 +228,28 @@ class UpperLayer(Layer):
 
     # namespace changes in upper
     def mkdir(self, rel: bytes, mode: int) -> None:
-        os.mkdir(rel, mode, dir_fd=self.fd)
+        self._at(os.mkdir, rel, mode)
 
     def mknod(self, rel: bytes, mode: int, rdev: int = 0) -> None:
-        os.mknod(rel, mode, rdev, dir_fd=self.fd)
+        self._at(os.mknod, rel, mode, rdev)
 
     def symlink(self, target: bytes, rel: bytes) -> None:
-        os.symlink(target, rel, dir_fd=self.fd)
+        with self.at(rel) as (fd, tail):
+            os.symlink(target, tail, dir_fd=fd)
 
     def link(self, src: bytes, dst: bytes) -> None:
-        os.link(src, dst, src_dir_fd=self.fd, dst_dir_fd=self.fd, follow_symlinks=False)
+        with self.at(src) as (sfd, stail), self.at(dst) as (dfd, dtail):
+            os.link(stail, dtail, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
 
     def unlink(self, rel: bytes) -> None:
-        os.unlink(rel, dir_fd=self.fd)
+        self._at(os.unlink, rel)
 
     def rmdir(self, rel: bytes) -> None:
-        os.rmdir(rel, dir_fd=self.fd)
+        self._at(os.rmdir, rel)
 
     def rename(self, old: bytes, new: bytes, flags: int = 0) -> None:
-        renameat2(self.fd, old, self.fd, new, flags)
+        with self.at(old) as (ofd, otail), self.at(new) as (nfd, ntail):
+            renameat2(ofd, otail, nfd, ntail, flags)
 
     @contextlib.contextmanager
     def granted(self, rel: bytes, bits: int, st: os.stat_result | None = None):
@@ -214,11 +261,11 @@ class UpperLayer(Layer):
         if st.st_mode & bits == bits or st.st_uid != os.geteuid() or os.geteuid() == 0:
             yield
             return
-        os.chmod(rel, stat.S_IMODE(st.st_mode) | bits, dir_fd=self.fd)
+        self.chmod(rel, stat.S_IMODE(st.st_mode) | bits)
         try:
             yield
         finally:
-            os.chmod(rel, stat.S_IMODE(st.st_mode), dir_fd=self.fd)
+            self.chmod(rel, stat.S_IMODE(st.st_mode))
 
     @contextlib.contextmanager
     def searchable(self, rel: bytes):
@@ -243,20 +290,21 @@ class UpperLayer(Layer):
                 return super().listdir(rel)
 
     def from_work(self, tmp: bytes, rel: bytes, flags: int = 0) -> None:
-        renameat2(self.work_fd, tmp, self.fd, rel, flags)
+        with self.at(rel) as (fd, tail):
+            renameat2(self.work_fd, tmp, fd, tail, flags)
 
     def remove_in_work(self, tmp: bytes) -> None:
         remove_tree(self.work_fd, tmp)
 
     # metadata
     def chmod(self, rel: bytes, mode: int) -> None:
-        os.chmod(rel, mode, dir_fd=self.fd)
+        self._at(os.chmod, rel, mode)
 
     def chown(self, rel: bytes, uid: int, gid: int) -> None:
-        os.chown(rel, uid, gid, dir_fd=self.fd, follow_symlinks=False)
+        self._at(os.chown, rel, uid, gid, follow_symlinks=False)
 
     def utime(self, rel: bytes, ns: tuple[int, int]) -> None:
-        os.utime(rel, ns=ns, dir_fd=self.fd, follow_symlinks=False)
+        self._at(os.utime, rel, ns=ns, follow_symlinks=False)
 
     def setxattr(self, rel: bytes, name: bytes, value: bytes) -> None:
         self._xattr(os.setxattr, rel, name, value)

@@ -66,6 +66,8 @@ Ops (arguments in order; [x] = optional, default shown):
   statvfs PATH -> {"namemax": N} | access PATH [MODES=["F_OK"]] -> true (or errno)
   write_file PATH DATA [MODE=0o644] (O_WRONLY|O_CREAT|O_TRUNC) -> n | read_file PATH
   exists PATH -> bool (lstat) | sleep SECONDS | tree [PATH="."]
+  chdir PATH: later paths are relative to PATH (pjdfstest works in a directory of the mount,
+      so a path up to PATH_MAX long starts below the root)
   opendir D PATH | readdir D [N=-1] | rewinddir D | closedir D   (libc DIR streams, own names)
     readdir reads up to N entries (-1: to the end) and returns them SORTED (the order entries
     come in is not semantics) as [name, d_type, ino, nlink], "." and ".." included; ino
@@ -339,6 +341,9 @@ class Runner:
         _libc.closedir(self.dirs.pop(d))
 
     # --- paths ---------------------------------------------------------------------------
+    def op_chdir(self, path):
+        os.chdir(self.path(path))
+
     def op_stat(self, path):
         return self.statdict(os.stat(self.path(path)))
 

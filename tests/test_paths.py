@@ -89,3 +89,55 @@ def test_namemax_matches_kernel_without_upper(harness):
             res[impl] = overlay.run_ops(m.mnt, [["statvfs", "."], ["stat", NAME256]])
     assert res["kernel"] == res[harness.impl]
     assert res[harness.impl][1] == {"errno": "ENAMETOOLONG"}
+
+
+
+def _path_max_parts(c: str, n: int = 16) -> list[str]:
+    """n 255-byte names: joined, 16 of them make a 4095-byte path (PATH_MAX - 1)."""
+    return [f"{c}{i:02d}" + c * 252 for i in range(n)]
+
+
+def test_path_max_relative_to_a_subdirectory(overlay_pair):
+    """pjdfstest's */03.t and rename/02.t: they work in a directory of the mount, so their
+    4095-byte paths (PATH_MAX - 1) are longer than PATH_MAX from the root. Every kind of call on
+    such a path, lower files copied up into it; 4096 bytes is ENAMETOOLONG."""
+    pair = overlay_pair({"base": Dir({"f": "lower f\n", "g": "lower g\n", "h": "lower h\n"})})
+    parts = _path_max_parts("n")
+    dirs = ["/".join(parts[:i]) for i in range(1, 16)]
+    d = dirs[-1] + "/"
+    p, q, s_, f_, c_, m_ = (d + c * 255 for c in "pqsfcm")  # each 4095 bytes
+    assert len(p) == 4095
+    too_long = p + "x"
+    # nothing is removed before the last stat: tmpfs reuses inode numbers at once, which the
+    # kernel shows and cowfs (a fresh st_ino per object) does not; see test_identity
+    ops = [["mkdir", "pjd"], ["chdir", "pjd"]] + [["mkdir", x] for x in dirs] + [
+        ["mkdir", m_], ["stat", m_], ["chmod", m_, 0o700], ["listdir", m_],
+        ["write_file", p, "at PATH_MAX - 1\n"], ["read_file", p], ["truncate", p, 3],
+        ["stat", p], ["chown", p, -1, -1], ["utime", p, 10**18, 10**18], ["stat_times", p],
+        ["setxattr", p, "user.x", "v"], ["getxattr", p, "user.x"], ["listxattr", p],
+        ["removexattr", p, "user.x"], ["access", p, ["R_OK", "W_OK"]],
+        ["link", p, q], ["stat", q], ["rename", q, c_], ["rename", c_, p, "EXCHANGE"],
+        ["rename", c_, q], ["symlink", "target", s_], ["readlink", s_], ["lstat", s_],
+        ["mkfifo", f_], ["lstat", f_],
+        ["open", "c", c_, ["O_WRONLY", "O_CREAT", "O_EXCL"]], ["write", "c", "made"],
+        ["close", "c"], ["read_file", c_], ["listdir", dirs[-1]],
+        ["mkdir", too_long], ["write_file", too_long, "x"], ["stat", too_long],
+        ["unlink", p], ["unlink", q], ["unlink", s_], ["unlink", f_], ["unlink", c_],
+        ["rmdir", m_],
+        ["rename", "../base/f", p], ["open", "a", p, ["O_WRONLY", "O_APPEND"]],
+        ["write", "a", "appended\n"], ["close", "a"], ["read_file", p],
+        ["link", "../base/g", q], ["chmod", q, 0o600], ["read_file", "../base/g"],
+        ["rename", "../base/h", q, "EXCHANGE"], ["read_file", "../base/h"], ["read_file", q],
+        ["listdir", "../base"], ["listdir", dirs[-1]],
+    ]
+    out = pair.run(ops)
+    out.assert_same()
+    for op, res in zip(ops, out.cowfs):
+        if too_long in op:
+            assert res == {"errno": "ENAMETOOLONG"}, op[0]
+        else:
+            assert "ok" in res, (op[0], res)
+    assert {"ok": "lower f\nappended\n"} in out.cowfs
+    pair.remount()
+    pair.run([["chdir", "pjd"], ["read_file", p], ["read_file", q],
+              ["listdir", dirs[-1]], ["listdir", "../base"]]).assert_same()
