@@ -26,6 +26,8 @@ import stat
 from dataclasses import dataclass, field
 from collections.abc import Iterable, Sequence
 
+from . import claim
+
 FSTYPE = "fuse.cowfs"
 SUBTYPE = "cowfs"
 FUSE_DEVICE = "/dev/fuse"
@@ -417,6 +419,9 @@ def build_config(
     real_work = None
     if real_upper is not None:
         real_work = _resolve_work(work, real_upper, real_lowers, mounts)
+        busy = claim.holder(real_upper, real_work, mounts)
+        if busy is not None:
+            raise UsageError(busy)
         if overlaps(real_mnt, real_work):
             raise UsageError(
                 f"mountpoint {mountpoint} {_relation(real_mnt, real_work)} "

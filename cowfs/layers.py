@@ -14,7 +14,7 @@ import errno
 import os
 import stat
 
-from . import markers
+from . import claim, markers
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
@@ -210,8 +210,14 @@ class UpperLayer(Layer):
         scratch = os.path.join(work, "work")
         os.makedirs(scratch, mode=0o700, exist_ok=True)
         self.work_fd = os.open(scratch, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            claim.take(self.fd, "upper", path)
+            claim.take(self.work_fd, "work", work)
+        except claim.InUse:
+            self.close()
+            raise
         self._seq = 0
-        self.clear_work()
+        self.clear_work()  # only now: another mount's copy-ups may be under way there
 
     def close(self) -> None:
         os.close(self.work_fd)
