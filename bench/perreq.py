@@ -55,6 +55,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 RESULTS = HERE / "results"
 MiB = 1 << 20
 STEP_TIMEOUT = 300   # seconds for one worker step (prepare, or the timed loop)
+MAX_ATTEMPTS = 3   # runs disturbed by someone else's drop_caches are repeated up to this
 OPCODE = re.compile(r"opcode: (\w+) \(\d+\)")
 
 
@@ -88,8 +89,8 @@ OPS = {
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.perreq",
                                 description=__doc__.split("\n\n")[1])
-    p.add_argument("--runs", type=int, help="timed runs per (operation, target); default 5, "
-                   "3 with --quick")
+    p.add_argument("--runs", type=int, help="timed runs per (operation, target); default 7, "
+                   "5 with --quick")
     p.add_argument("--quick", action="store_true",
                    help=f"{QUICK.files} files, {QUICK.big // MiB} MiB sequential read (~2 min)")
     p.add_argument("--ops", default=",".join(OPS), help=f"comma separated (default all: "
@@ -109,7 +110,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     a.ops = [o for o in OPS if o in a.ops.split(",")]
     a.targets = [t for t in TARGETS if t in a.targets.split(",")]
     if a.runs is None:
-        a.runs = 3 if a.quick else 5
+        a.runs = 5 if a.quick else 7
     if a.runs < 1:
         p.error("--runs must be at least 1")
     if a.out is None:
@@ -200,6 +201,12 @@ def read_line(proc: subprocess.Popen, timeout: float) -> str:
     return data.decode()
 
 
+def cache_drops() -> int:
+    """How often anyone on the machine has dropped the kernel's caches since boot."""
+    with open("/proc/vmstat") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("drop_slab "))
+
+
 def opcodes_since(m: PerreqMount, offset: int) -> collections.Counter:
     with open(m.log, "rb") as f:
         f.seek(offset)
@@ -209,13 +216,14 @@ def opcodes_since(m: PerreqMount, offset: int) -> collections.Counter:
 
 def run_one(op: str, target: str, lower: Path, base: Path, a, s: Sizes, trace: bool) -> dict:
     """One fresh mount of TARGET, one timed loop of OP on it. An error is recorded, not raised."""
-    rec: dict = {"op": op, "target": target, "error": None}
+    rec: dict = {"op": op, "target": target, "error": None,
+                 "load": float(open("/proc/loadavg").read().split()[0])}
     _, cold, sub = OPS[op]
     n = s.listings if op == "listdir-warm" else s.files
     if not cold:
         warm_lower(lower / sub)
     m = PerreqMount(target, lower, base, a.cowfs, trace)
-    worker = None
+    worker, drops = None, cache_drops()
     try:
         m.mount()
         worker = subprocess.Popen(as_user([SYSTEM_PYTHON, str(WORKER), op, str(m.mnt), str(n)]),
@@ -232,6 +240,8 @@ def run_one(op: str, target: str, lower: Path, base: Path, a, s: Sizes, trace: b
         worker.stdin.flush()
         res = json.loads(read_line(worker, STEP_TIMEOUT))
         worker.wait(STEP_TIMEOUT)
+        # another process dropping caches meanwhile turns a warm figure into a cold one
+        rec["foreign_drops"] = cache_drops() - drops - cold
         rec.update(res)
         rec["us_per_call"] = res["seconds"] / res["calls"] * 1e6
         if trace:
@@ -257,7 +267,8 @@ def run_one(op: str, target: str, lower: Path, base: Path, a, s: Sizes, trace: b
 def summarize(runs: list[dict], ops: list[str], targets: list[str]) -> dict:
     out: dict = {}
     for op in ops:
-        row: dict = {"us_per_call": {}, "us_per_entry": {}, "requests_per_call": {}, "errors": {}}
+        row: dict = {"us_per_call": {}, "us_per_entry": {}, "requests_per_call": {}, "errors": {},
+                     "disturbed": {}}
         for t in targets:
             timed = [r for r in runs if r["op"] == op and r["target"] == t and "run" in r]
             ok = [r for r in timed if not r["error"]]
@@ -266,6 +277,9 @@ def summarize(runs: list[dict], ops: list[str], targets: list[str]) -> dict:
                 if op == "listdir-warm":
                     row["us_per_entry"][t] = statistics.median(
                         r["us_per_call"] / r["entries"] for r in ok)
+            disturbed = [r for r in ok if r.get("foreign_drops")]
+            if disturbed:
+                row["disturbed"][t] = len(disturbed)
             errs = [r["error"] for r in timed if r["error"]]
             if errs:
                 row["errors"][t] = errs
@@ -322,6 +336,11 @@ def markdown(summary: dict, info: dict, config: dict, s: Sizes) -> str:
               for e in es]
     if errors:
         lines += ["", "Failed runs:", ""] + [f"- {op} on {t}: {e}" for op, t, e in errors]
+    disturbed = [f"{op} on {t}: {n}" for op, row in summary.items()
+                 for t, n in row["disturbed"].items()]
+    if disturbed:
+        lines += ["", f"Runs kept although another process dropped the caches during each of "
+                  f"their {MAX_ATTEMPTS} attempts: " + "; ".join(disturbed)]
     lines += ["", "Sizes: " + ", ".join(f"{k} {v}" for k, v in config["sizes"].items()), "",
               "Machine:", ""] + [f"- {k}: {v}" for k, v in info.items()]
     return "\n".join(lines) + "\n"
@@ -370,7 +389,12 @@ def main(argv: list[str]) -> None:
             else:           # the order rotates each round
                 order = a.targets[i % len(a.targets):] + a.targets[:i % len(a.targets)]
             for t in order:
-                rec = run_one(op, t, lower, scratch / f"{op}-{t}-{i}", a, s, trace=i is None)
+                for attempt in range(1, MAX_ATTEMPTS + 1):
+                    rec = run_one(op, t, lower, scratch / f"{op}-{t}-{i}", a, s, trace=i is None)
+                    if not rec.get("foreign_drops"):
+                        break
+                    log(f"{op} {t}: another process dropped the caches during the run "
+                        f"(attempt {attempt}/{MAX_ATTEMPTS})")
                 if i is not None:
                     rec["run"] = i
                 runs.append(rec)
@@ -380,6 +404,7 @@ def main(argv: list[str]) -> None:
                             if i is None else ""))
                 log(f"{len(runs)}/{total} {time.monotonic() - t_start:5.0f}s {op} "
                     f"{'count' if i is None else f'run {i + 1}/{a.runs}'} {t}: {what}")
+        info["load average at end"] = " ".join(open("/proc/loadavg").read().split()[:3])
         md = write(a.out, runs, info, config, s)
         print(md)
         log(f"done in {time.monotonic() - t_start:.0f} s; results in {a.out}")
