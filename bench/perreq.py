@@ -78,7 +78,7 @@ OPS = {
     "read-cold": ("open+read+close of a {small_kib} KiB lower file", True, "small"),
     "stat-cold": ("stat of a lower file", True, "small"),
     "unlink": ("unlink of a lower file", False, "unlink"),
-    "create": ("open(O_CREAT|O_EXCL)+close, in a lower dir", False, "create"),
+    "create": ("open(O_CREAT+O_EXCL)+close, in a lower dir", False, "create"),
     "mkdir": ("mkdir, in a lower dir", False, "mkdir"),
     "rename": ("rename of a lower file in its dir", False, "rename"),
     "chmod": ("chmod of a lower file", False, "chmod"),
