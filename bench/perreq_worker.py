@@ -41,6 +41,11 @@ def prepare_read_warm(mnt: str, n: int) -> None:
         read_file(small(mnt, i), buf)
 
 
+def prepare_listdir(mnt: str, n: int) -> None:
+    for _ in range(2):
+        os.listdir(os.path.join(mnt, "list"))
+
+
 def timed_listdir(mnt: str, n: int) -> dict:
     d = os.path.join(mnt, "list")
     t = time.perf_counter()
@@ -85,8 +90,7 @@ def lower_file(sub):
 
 # op -> (prepare or None, timed loop)
 OPS = {
-    "listdir-warm": (lambda mnt, n: [os.listdir(os.path.join(mnt, "list")) for _ in range(2)],
-                     timed_listdir),
+    "listdir-warm": (prepare_listdir, timed_listdir),
     "read-warm": (prepare_read_warm, timed_read_small),
     "read-cold": (None, timed_read_small),
     "stat-cold": (None, loop(os.stat, lambda mnt, i: (small(mnt, i),))),
