@@ -40,7 +40,6 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: python bench/perreq.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    __package__ = "bench"
 
 from bench import report  # noqa: E402
 from bench.targets import (USER, BenchError, Mount, as_user, chown_to_user, drop_caches,  # noqa: E402
@@ -373,8 +372,8 @@ def main(argv: list[str]) -> None:
         lower = scratch / "lower"
         build_lower(lower, s)
         info = report.machine(a.cowfs)
-        info["filesystem"] = report._first_line(["findmnt", "-no", "FSTYPE,SOURCE", "-T",
-                                                 str(scratch)])
+        info["filesystem"] = subprocess.run(["findmnt", "-no", "FSTYPE,SOURCE", "-T", str(scratch)],
+                                            capture_output=True, text=True).stdout.strip()
         config = {"runs": a.runs, "quick": a.quick, "ops": a.ops, "targets": a.targets,
                   "count": not a.no_count, "sizes": asdict(s)}
         runs: list[dict] = []
