@@ -17,6 +17,8 @@ FUZZ_SECONDS ?= 600
 SEED ?=
 # extra arguments for `python -m bench`, e.g. BENCH_ARGS="--only walk --runs 3"
 BENCH_ARGS ?=
+# extra arguments for `python -m bench.perreq`, e.g. PERREQ_ARGS="--quick --ops listdir-warm"
+PERREQ_ARGS ?=
 
 # ./.venv if others can reach it, else a world-readable place outside the checkout
 ifndef VENV
@@ -29,7 +31,7 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo 1)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all deps venv test demo clean testenv fuzz bench
+.PHONY: all deps venv test demo clean testenv fuzz bench bench-perreq
 
 all: venv
 
@@ -102,6 +104,11 @@ bench: deps venv testenv
 	@$(VENV)/bin/python -c 'import matplotlib' 2>/dev/null || { umask 022; $(VENV)/bin/pip install -q \
 	  $$($(VENV)/bin/python -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["bench"]))'); }
 	@cd '$(CURDIR)' && $(VENV)/bin/python -m bench $(BENCH_ARGS)
+
+# Per-request micro-benchmark: trivial pyfuse3 fs, cowfs, fuse-overlayfs, kernel overlay
+# (bench/perreq.py, README "Benchmarks"); results in bench/results/perreq/.
+bench-perreq: deps venv testenv
+	@cd '$(CURDIR)' && $(VENV)/bin/python -m bench.perreq $(PERREQ_ARGS)
 
 # --- demo -------------------------------------------------------------------------------------
 demo: deps venv

@@ -6,6 +6,9 @@ the requests the daemon received per handler, and compares with a plain director
 kernel overlayfs.
 
     /work/main/.venv/bin/python bench/floor.py [N_STAT]
+
+bench/perreq.py measures the per-request costs of cowfs, fuse-overlayfs and kernel overlay beside
+a trivial filesystem (bench/trivialfs.py) that, unlike this one, caches as cowfs does.
 """
 
 import errno, inspect, json, multiprocessing as mp, os, shutil, signal, statistics, subprocess, sys, tempfile, time

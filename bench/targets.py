@@ -99,20 +99,23 @@ class Mount:
             if r.returncode:
                 raise BenchError(f"kernel overlay mount failed: {r.stderr.strip()}")
         else:
-            if self.target == "cowfs":
-                # --foreground: the daemon is our child, so its pid (for RSS) is known
-                cmd = [self.cowfs_bin, "mount", "--foreground", "--lower", str(lower),
-                       "--upper", str(upper), "--work", str(work), str(self.mnt)]
-            elif self.target == "fuse-overlayfs":
-                cmd = ["fuse-overlayfs", "-f", "-o",
-                       f"lowerdir={lower},upperdir={upper},workdir={work}", str(self.mnt)]
-            else:
-                raise BenchError(f"unknown target {self.target!r}")
             with open(self.log, "wb") as logf:
-                self.proc = subprocess.Popen(as_user(cmd), stdin=subprocess.DEVNULL,
-                                             stdout=logf, stderr=subprocess.STDOUT,
-                                             cwd=self.base, start_new_session=True)
+                self.proc = subprocess.Popen(as_user(self.daemon_cmd(upper, work)),
+                                             stdin=subprocess.DEVNULL, stdout=logf,
+                                             stderr=subprocess.STDOUT, cwd=self.base,
+                                             start_new_session=True)
         return self
+
+    def daemon_cmd(self, upper: Path, work: Path) -> list[str]:
+        """The command of a FUSE target's daemon, run in the foreground as the bench user."""
+        if self.target == "cowfs":
+            # --foreground: the daemon is our child, so its pid (for RSS) is known
+            return [self.cowfs_bin, "mount", "--foreground", "--lower", str(self.lower),
+                    "--upper", str(upper), "--work", str(work), str(self.mnt)]
+        if self.target == "fuse-overlayfs":
+            return ["fuse-overlayfs", "-f", "-o",
+                    f"lowerdir={self.lower},upperdir={upper},workdir={work}", str(self.mnt)]
+        raise BenchError(f"unknown target {self.target!r}")
 
     def _raw(self) -> None:
         for entry in sorted(os.listdir(self.lower)):
