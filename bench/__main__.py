@@ -38,13 +38,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="small sizes, for iterating (seconds, not minutes)")
     p.add_argument("--cowfs", default=_default_cowfs(), help="the cowfs executable")
+    p.add_argument("--cowfs-base", metavar="EXE",
+                   help="a second cowfs (e.g. an earlier commit's venv) run as target cowfs-base, "
+                        "interleaved with the others: before and after in one run")
     a = p.parse_args(argv)
     for name, value, allowed in (("--only", a.only, WORKLOADS), ("--targets", a.targets, TARGETS)):
         bad = [x for x in value.split(",") if x not in allowed]
         if bad:
             p.error(f"{name}: unknown {', '.join(bad)} (choose from {', '.join(allowed)})")
     a.only = a.only.split(",")
-    a.targets = [t for t in TARGETS if t in a.targets.split(",")]
+    wanted = a.targets.split(",") + (["cowfs-base"] if a.cowfs_base else [])
+    a.targets = [t for t in TARGETS if t in wanted]
+    if "cowfs-base" in a.targets and not a.cowfs_base:
+        p.error("target cowfs-base needs --cowfs-base EXE")
     if a.runs < 1:
         p.error("--runs must be at least 1")
     if a.out is None:
@@ -69,6 +75,8 @@ def preflight(a: argparse.Namespace) -> None:
         problems.append("/dev/fuse is not 0666 (`make testenv` fixes it)")
     if "cowfs" in a.targets and not os.access(a.cowfs, os.X_OK):
         problems.append(f"no cowfs executable at {a.cowfs} (`make venv`, or --cowfs PATH)")
+    if a.cowfs_base and not os.access(a.cowfs_base, os.X_OK):
+        problems.append(f"no cowfs executable at {a.cowfs_base} (--cowfs-base)")
     if problems:
         sys.exit("bench: " + "; ".join(problems))
 
@@ -93,11 +101,11 @@ def main(argv: list[str]) -> None:
             workloads = [w for w in workloads if not w.needs_wheels]
         else:
             fixtures.download_wheels()
-    ctx = Ctx(sizes, fixtures.build_lower(sizes, a.quick), a.cowfs)
+    ctx = Ctx(sizes, fixtures.build_lower(sizes, a.quick), a.cowfs, a.cowfs_base)
     fixtures.tool_venv()
     scratch = fixtures.CACHE / f"scratch-{os.getpid()}"   # several benches may run at once
     info = report.machine(a.cowfs)
-    config = {"runs": a.runs, "quick": a.quick, "targets": a.targets,
+    config = {"runs": a.runs, "quick": a.quick, "targets": a.targets, "cowfs-base": a.cowfs_base,
               "workloads": [w.name for w in workloads], "sizes": dataclasses.asdict(sizes)}
     runs: list[dict] = []
     total, t_start = len(workloads) * a.runs * len(a.targets), time.monotonic()
@@ -126,7 +134,7 @@ def run_one(ctx: Ctx, w, target: str, base: Path) -> dict:
         if w.own_mounts:
             res = w.run(ctx, target, base)
         else:
-            m = Mount(target, ctx.lower, base, ctx.cowfs_bin, w.writes)
+            m = Mount(target, ctx.lower, base, ctx.bin_for(target), w.writes)
             try:
                 m.mount()
                 res = w.run(ctx, m)

@@ -5,6 +5,8 @@
     kernel          kernel overlayfs, userxattr mode, mounted by root
     fuse-overlayfs  the C FUSE peer, mounted rootless by the bench user
     cowfs           this project, mounted rootless by the bench user
+    cowfs-base      another cowfs (`--cowfs-base`, e.g. an earlier commit's venv), the same way:
+                    before and after in one interleaved run
 
 Everything a workload does runs as the unprivileged bench user (as sandboxes use it).
 """
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 
 USER = os.environ.get("COWFS_BENCH_USER", "cowfs-test")
-TARGETS = ("raw", "kernel", "fuse-overlayfs", "cowfs")
+TARGETS = ("raw", "kernel", "fuse-overlayfs", "cowfs-base", "cowfs")
 MOUNT_TIMEOUT = 60
 UMOUNT_TIMEOUT = 30
 
@@ -108,7 +110,7 @@ class Mount:
 
     def daemon_cmd(self, upper: Path, work: Path) -> list[str]:
         """The command of a FUSE target's daemon, run in the foreground as the bench user."""
-        if self.target == "cowfs":
+        if self.target in ("cowfs", "cowfs-base"):
             # --foreground: the daemon is our child, so its pid (for RSS) is known
             return [self.cowfs_bin, "mount", "--foreground", "--lower", str(self.lower),
                     "--upper", str(upper), "--work", str(work), str(self.mnt)]

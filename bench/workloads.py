@@ -35,6 +35,11 @@ class Ctx:
     sizes: Sizes
     lower: Path
     cowfs_bin: str
+    cowfs_base_bin: str | None = None
+
+    def bin_for(self, target: str) -> str:
+        """The cowfs executable TARGET mounts with."""
+        return self.cowfs_base_bin if target == "cowfs-base" else self.cowfs_bin
 
     def env(self, home: Path) -> dict:
         return fixtures.clean_pip_env("/usr/local/bin:/usr/bin:/bin", str(home))
@@ -180,7 +185,7 @@ def manymounts(ctx: Ctx, target: str, base: Path) -> Result:
     """N mounts of one lower at once, each a small pip install: total time, summed RSS."""
     n = ctx.sizes.mounts
     pip = str(fixtures.tool_venv() / "bin/python")
-    mounts = [Mount(target, ctx.lower, base / f"m{i:02d}", ctx.cowfs_bin) for i in range(n)]
+    mounts = [Mount(target, ctx.lower, base / f"m{i:02d}", ctx.bin_for(target)) for i in range(n)]
     procs: list[subprocess.Popen] = []
     try:
         t0 = time.perf_counter()
