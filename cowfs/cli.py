@@ -5,7 +5,7 @@ offline tools `cowfs diff` and `cowfs fsck`, sandboxes, and the shared cache sna
     cowfs mount --lower A [--lower B ...] [--upper U [--work W]] [-o OPTS] MOUNTPOINT
     cowfs mount -o lowerdir=A:B,upperdir=U,workdir=W MOUNTPOINT
     cowfs SOURCE MOUNTPOINT -o OPTS          (what mount.fuse3 runs for `mount -t fuse.cowfs`)
-    cowfs umount [-z] MOUNTPOINT
+    cowfs umount [-z] [--abort] MOUNTPOINT
     cowfs diff --upper U --lower A [--lower B ...] [--json]  |  cowfs diff MOUNTPOINT [--json]
     cowfs fsck --upper U [--work W] [--repair]
     cowfs sandbox mount|reset|umount ...     (a private view of a shared snapshot: sandbox.py)
@@ -243,6 +243,9 @@ def _build_parser() -> _Parser:
     u = sub.add_parser("umount", aliases=["unmount"], help="unmount a cowfs mount (fusermount3 -u)")
     u.add_argument("mountpoint", metavar="MOUNTPOINT")
     u.add_argument("-z", "--lazy", action="store_true", help="lazy unmount (detach even if busy)")
+    u.add_argument("--abort", action="store_true",
+                   help="root: end the FUSE connection first (a stopped or hung daemon's waiting "
+                        "requests fail with ENOTCONN), then detach the mount")
 
     d = sub.add_parser(
         "diff",
@@ -384,7 +387,7 @@ def _cmd_mount(args: argparse.Namespace) -> int:
 def _cmd_umount(args: argparse.Namespace) -> int:
     from .mount import unmount  # noqa: PLC0415
 
-    unmount(args.mountpoint, lazy=args.lazy)
+    unmount(args.mountpoint, lazy=args.lazy, abort=args.abort)
     return 0
 
 

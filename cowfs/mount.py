@@ -447,14 +447,25 @@ def run(
 # cowfs umount
 
 
-def unmount(mountpoint: str, lazy: bool = False) -> None:
-    """Unmount a cowfs mount with fusermount3 -u (root without fusermount3: umount(8))."""
-    real = os.path.realpath(os.path.abspath(os.path.expanduser(mountpoint)))
-    entry = mount_at(real, read_mountinfo())
+#: How long `cowfs umount` waits for fusermount3 before it gives up and says why.
+UMOUNT_TIMEOUT = 30.0
+FUSECTL = "/sys/fs/fuse/connections"
+
+
+def unmount(mountpoint: str, lazy: bool = False, abort: bool = False) -> None:
+    """Unmount a cowfs mount with fusermount3 -u (root without fusermount3: umount(8)). ABORT
+    (root): first end the FUSE connection (its fusectl abort file), which fails every request
+    a stopped or hung daemon holds, then detach the mount."""
+    mounts = read_mountinfo()
+    real = _mount_path(mountpoint, mounts)
+    entry = mount_at(real, mounts)
     if entry is None:
         raise UsageError(f"{mountpoint} is not mounted")
     if entry.fstype != FSTYPE:
         raise UsageError(f"{mountpoint} is not a cowfs mount (it is {entry.fstype})")
+    if abort:
+        _abort(entry, mountpoint)
+        lazy = True
     fm = find_fusermount()
     if fm is not None:
         cmd = [fm, "-u", *(["-z"] if lazy else []), real]
@@ -464,7 +475,11 @@ def unmount(mountpoint: str, lazy: bool = False) -> None:
         raise MountError("fusermount3 not found in PATH (install the fuse3 package)")
     try:
         res = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                             timeout=60, check=False)
+                             timeout=UMOUNT_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        raise MountError(f"cannot unmount {mountpoint}: no answer in {UMOUNT_TIMEOUT:.0f} s "
+                         "(a stopped or hung daemon: -z detaches it; as root, --abort also "
+                         "ends its connection)") from None
     except (OSError, subprocess.SubprocessError) as e:
         raise MountError(f"cannot unmount {mountpoint}: {e}") from None
     if res.returncode != 0:
@@ -472,6 +487,34 @@ def unmount(mountpoint: str, lazy: bool = False) -> None:
         if "busy" in detail.lower() and not lazy:
             detail += " (use -z for a lazy unmount)"
         raise MountError(f"cannot unmount {mountpoint}: {detail}")
+
+
+def _mount_path(mountpoint: str, mounts) -> str:
+    """The real path of MOUNTPOINT, without a stat of the mount's root where it can: a daemon
+    that does not answer would hang that stat (the kernel may have dropped the root's
+    attributes) and with it the unmount meant to get rid of the daemon."""
+    absolute = os.path.normpath(os.path.abspath(os.path.expanduser(mountpoint)))
+    parent, name = os.path.split(absolute)
+    candidate = os.path.join(os.path.realpath(parent), name)
+    if mount_at(candidate, mounts) is not None:
+        return candidate
+    return os.path.realpath(absolute)  # a symlink to the mountpoint, or not mounted at all
+
+
+def _abort(entry, shown: str) -> None:
+    if os.geteuid() != 0:
+        raise UsageError("--abort needs root (it writes the FUSE connection's abort file)")
+    # the connection's id is the minor number of the mount's anonymous device (major 0)
+    conn = os.path.join(FUSECTL, str(int(entry.dev.split(":")[1])))
+    if not os.path.isdir(conn):  # fusectl not mounted here yet
+        subprocess.run(["mount", "-t", "fusectl", "fusectl", FUSECTL], capture_output=True,
+                       stdin=subprocess.DEVNULL, timeout=UMOUNT_TIMEOUT, check=False)
+    try:
+        with open(os.path.join(conn, "abort"), "w") as f:
+            f.write("1")
+    except OSError as e:
+        raise MountError(f"cannot abort the connection of {shown}: {e.strerror} ({conn})") \
+            from None
 
 
 __all__ = ["MountError", "prepare_dirs", "run", "serve", "setup_logging", "unmount"]

@@ -232,6 +232,45 @@ def test_umount_twice_is_a_usage_error(box):
     assert res.returncode == 2 and res.stderr.strip() == f"cowfs: {box.mnt} is not mounted"
 
 
+def test_umount_of_a_stopped_daemon_answers_and_abort_frees_its_waiters(box):
+    """A daemon that does not answer (SIGSTOP) must not hang `cowfs umount`, also once the
+    kernel dropped the root's attributes (a copy-up in the root changes its ctime): a busy
+    mount is refused at once with the way out, and --abort (root) fails the requests it holds
+    (ECONNABORTED) and detaches the mount."""
+    pid = mount_bg(box, "--lower", box.p("lo"), "--upper", box.p("up"))
+    assert sh(f"echo more >> {box.mnt}/file").returncode == 0
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        waiter = subprocess.Popen(["cat", f"{box.mnt}/file"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        time.sleep(0.5)
+        assert waiter.poll() is None  # blocked on the stopped daemon
+        res = cowfs("umount", box.mnt, timeout=60)
+        assert res.returncode == 1 and "busy (use -z for a lazy unmount)" in res.stderr
+        res = cowfs("umount", "--abort", box.mnt, timeout=60)
+        assert res.returncode == 0 and res.stderr == "", res.stderr
+        _, err = waiter.communicate(timeout=30)
+        assert waiter.returncode != 0 and "connection abort" in err, err
+        assert fstype_at(box.mnt) is None
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: process_gone(pid), what="the aborted daemon to exit")
+    assert Path(box.p("up/file")).read_text() == "lower\nmore\n"
+
+
+def test_umount_of_a_stopped_idle_daemon(box):
+    pid = mount_bg(box, "--lower", box.p("lo"), "--upper", box.p("up"))
+    assert sh(f"echo more >> {box.mnt}/file").returncode == 0
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        res = cowfs("umount", box.mnt, timeout=60)
+        assert res.returncode == 0, res.stderr
+        assert fstype_at(box.mnt) is None
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: process_gone(pid), what="the daemon to exit")
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_unmounts_cleanly(box, sig):
     pid = mount_bg(box, "--lower", box.p("lo"), "--upper", box.p("up"))
