@@ -94,6 +94,37 @@ class Overlay:
             raise OSError(errno.ENOENT, "no such entry")
         return self.node_for(parent, name, entry), entry.st
 
+    def lookup_attrs(self, parent: Node, name: bytes) -> tuple[Node, pyfuse3.EntryAttributes]:
+        """The node at parent/name (no lookup count taken) and the attributes to reply with."""
+        if parent.listing is not None and not parent.upper and parent.is_dir:
+            entry = parent.listing.get(name)
+            if entry is None:
+                raise OSError(errno.ENOENT, "no such entry")
+            return self.listed(parent, name, entry)
+        entry = self.resolve(parent, name)
+        if entry is None:
+            raise OSError(errno.ENOENT, "no such entry")
+        node = self.node_for(parent, name, entry)
+        return node, self.attrs(node, entry.st)
+
+    def listed(self, parent: Node, name: bytes,
+               entry: namei.Entry) -> tuple[Node, pyfuse3.EntryAttributes]:
+        """node_for and attrs of an entry of a lower-only directory's kept listing (the
+        caller checked parent.listing is current), built once: nothing of a lower object can
+        change before a copy-up, and a copy-up of anything in the dir copies the dir up first
+        (which drops the listing). The attributes replace the entry's stat fields and name its
+        node by st_ino; the node is looked up again by it, for the kernel may have forgotten it
+        since (then it is made afresh)."""
+        a = entry.st
+        if type(a) is pyfuse3.EntryAttributes:
+            node = self.table.by_ino.get(a.st_ino)
+            if (node is not None and node.key == entry.key and node.aliases
+                    and node.aliases[0][0] is parent):
+                return node, a
+        node = self.node_for(parent, name, entry)
+        a = entry.st = self.attrs(node, a)
+        return node, a
+
     def negative_entry(self) -> pyfuse3.EntryAttributes:
         """The reply for a missing name that lets the kernel remember that it is missing."""
         a = pyfuse3.EntryAttributes()

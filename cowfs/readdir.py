@@ -78,11 +78,22 @@ class DirHandles:
         h = self.by_fh[fh]
         if start == 0 or h.names is None:
             h.names = [b".", b".."] + self._reaching(h.node, self._names, h.node)
+        for i in range(start, 2):
+            yield i, h.names[i], self._dot_attrs(h.node, i), None
+        start = max(start, 2)
+        listing = h.node.listing
+        if listing is not None and not h.node.upper:
+            # lower-only and so unchanged since listed: nodes and attributes built once
+            parent, names, listed = h.node, h.names, self.ov.listed
+            for i in range(start, len(names)):
+                name = names[i]
+                entry = listing.get(name)
+                if entry is not None:
+                    node, a = listed(parent, name, entry)
+                    yield i, name, a, node
+            return
         for i in range(start, len(h.names)):
             name = h.names[i]
-            if i < 2:
-                yield i, name, self._dot_attrs(h.node, i), None
-                continue
             entry = self._reaching(h.node, self.ov.resolve, h.node, name)
             if entry is None:
                 continue  # removed since the listing was taken
