@@ -81,6 +81,12 @@ def main():
             for _ in range(n):
                 drive(ops.getattr(f, ctx))
 
+        e0 = drive(ops.lookup(many, b"e0000", ctx)).st_ino
+
+        def getattr_listed(n):
+            for _ in range(n):
+                drive(ops.getattr(e0, ctx))
+
         def open_read_release(n):
             for _ in range(n):
                 fi = drive(ops.open(f, os.O_RDONLY, ctx))
@@ -120,6 +126,7 @@ def main():
         for label, fn, n in (("lookup (dir not listed)", lookup_unlisted, 5000),
                              ("lookup (listed lower dir)", lookup_listed, 20000),
                              ("getattr", getattr_, 20000),
+                             ("getattr (file of a listed lower dir)", getattr_listed, 20000),
                              ("open+read+release", open_read_release, 5000),
                              ("statfs", statfs, 5000),
                              ("readdirplus entry (1000-entry listing)", lambda n: listing(n // N_MANY), 20000),

@@ -163,6 +163,12 @@ def serve_floor(tree, mnt, counts, ready):
         async def release(self, fh):
             pass
 
+        async def releasedir(self, fh):
+            pass
+
+        async def fsyncdir(self, fh, datasync):
+            pass
+
         def _new(self, parent, name, isdir):
             self.next += 1
             self.dirs[parent][name] = self.next
@@ -241,6 +247,11 @@ def _read(p):
         f.read()
 
 
+def read_warm_listed(m, mark):
+    os.listdir(os.path.join(m, "files"))  # as an import system's path finder does
+    return read_warm(m, mark)
+
+
 def read_warm(m, mark):
     paths = [os.path.join(m, "files", f"f{i:04d}") for i in range(N)]
     for p in paths:
@@ -272,17 +283,37 @@ def rename_(m, mark):
     return (time.perf_counter() - t0) / N, N
 
 
+def _fsync_dir(p):
+    fd = os.open(p, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsyncdir(m, mark):
+    p = os.path.join(m, "new")
+    _fsync_dir(p)  # the first reaches every daemon
+    mark()
+    t0 = time.perf_counter()
+    for _ in range(N):
+        _fsync_dir(p)
+    return (time.perf_counter() - t0) / N, N
+
+
 OPS = {
     "listdir": listdir,
     "stat": per_file(os.lstat, "st"),
     "read-cold": per_file(_read, "files"),
     "read-warm": read_warm,
+    "read-listed": read_warm_listed,
     "unlink": per_file(os.unlink, "unl"),
     "create": per_file(_create, "new"),
     "write": per_file(_write, "new"),
     "mkdir": per_file(os.mkdir, "new"),
     "rename": rename_,
     "chmod": per_file(lambda p: os.chmod(p, 0o600), "chm"),
+    "fsyncdir": fsyncdir,
 }
 
 

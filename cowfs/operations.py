@@ -70,7 +70,7 @@ class CowOperations(pyfuse3.Operations):
 
     @fuse_op
     async def getattr(self, inode, ctx):
-        return self.ov.attrs(self.table[inode])
+        return self.ov.getattr(self.table[inode])
 
     @fuse_op
     async def getxattr(self, inode, name, ctx):

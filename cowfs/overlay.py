@@ -33,6 +33,8 @@ class Overlay:
         self.am_root = os.geteuid() == 0
         self.own_lowers = cfg.own_lowers
         self.uid, self.gid = os.geteuid(), os.getegid()
+        # whether a lower object's attributes say who owns it (see getattr)
+        self.atime_fixed = not cfg.own_lowers and bool(Layer.NOATIME)
         root_upper = self.upper is not None
         root_opaque = root_upper and namei.markers.is_opaque_value(
             self.upper.try_getxattr(b".", namei.markers.OPAQUE))
@@ -204,6 +206,24 @@ class Overlay:
                 os.close(node.pin)
                 node.pin = None
             raise
+
+    def getattr(self, node: Node) -> pyfuse3.EntryAttributes:
+        """attrs(node), answered without a syscall for a lower-only object whose directory's
+        listing is kept (Overlay.listed built its attributes; they cannot change before a
+        copy-up, and a copy-up drops the listing). Not where our own reads may move its atime
+        (relatime): the daemon opens lower objects O_NOATIME, which only their owner (or root)
+        may; the kernel asks getattr after a read precisely for the atime."""
+        if not node.upper and node.aliases and self.atime_fixed:
+            parent, name = node.aliases[0]
+            listing = parent.listing
+            if listing is not None and not parent.upper:
+                entry = listing.get(name)
+                if entry is not None:
+                    a = entry.st
+                    if (type(a) is pyfuse3.EntryAttributes and a.st_ino == node.ino
+                            and (self.am_root or a.st_uid == self.uid)):
+                        return a
+        return self.attrs(node)
 
     def owned_mode(self, mode: int) -> int:
         """The mode a lower object has in the view (and its copy-up in the upper)."""
