@@ -6,6 +6,7 @@ readdirplus entry that fits).
 """
 from __future__ import annotations
 
+import errno
 import os
 
 import pyfuse3
@@ -66,7 +67,10 @@ class CowOperations(pyfuse3.Operations):
 
     @fuse_op
     async def fsyncdir(self, fh, datasync):
-        pass  # directory changes are renames and creates the underlying fs orders itself
+        # Directory changes are renames and creates the underlying fs orders itself: nothing
+        # to do. ENOSYS says so once for all: the kernel answers this and every later
+        # fsync(2) of a directory with success itself, without a request.
+        raise pyfuse3.FUSEError(errno.ENOSYS)
 
     @fuse_op
     async def getattr(self, inode, ctx):
