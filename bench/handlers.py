@@ -58,6 +58,10 @@ def main():
         for i in range(N_MANY):
             with open(os.path.join(lower, "many", f"e{i:04d}"), "w") as f:
                 f.write("x")
+        os.makedirs(os.path.join(upper, "a", "b", "up"))
+        for i in range(N_MANY):
+            with open(os.path.join(upper, "a", "b", "up", f"e{i:04d}"), "w") as f:
+                f.write("x")
         with open(os.path.join(lower, "d", "f"), "w") as f:
             f.write("hello")
         cfg = MountConfig((lower,), upper, work, os.path.join(root, "mnt"),
@@ -101,6 +105,18 @@ def main():
                         node.nlookup += 1
                 drive(ops.releasedir(fh))
 
+        a_ = drive(ops.lookup(R, b"a", ctx)).st_ino
+        b_ = drive(ops.lookup(a_, b"b", ctx)).st_ino
+        up = drive(ops.lookup(b_, b"up", ctx)).st_ino
+
+        def listing_upper(n):  # an upper dir: resolved afresh at every listing
+            for _ in range(n):
+                fh = drive(ops.opendir(up, ctx))
+                for i, name, a, node in ops.dirs.entries(fh, 0):
+                    if node is not None:
+                        node.nlookup += 1
+                drive(ops.releasedir(fh))
+
         def lookup_listed(n):
             for _ in range(n // N_MANY):
                 for name in names:
@@ -130,7 +146,8 @@ def main():
                              ("open+read+release", open_read_release, 5000),
                              ("statfs", statfs, 5000),
                              ("readdirplus entry (1000-entry listing)", lambda n: listing(n // N_MANY), 20000),
-                             ("readdirplus entry, first listing", first_listing, 5000)):
+                             ("readdirplus entry, first listing", first_listing, 5000),
+                             ("readdirplus entry, upper dir a/b/up", lambda n: listing_upper(n // N_MANY), 5000)):
             print(f"  {label:40s} {best(fn, n):7.2f}")
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -71,6 +71,12 @@ class Overlay:
         return namei.resolve(self.upper, self.lowers, self.origins, parent.upper,
                              parent.lowers, parent.child_path(name), name)
 
+    def resolve_at(self, parent: Node, prefix: bytes, name: bytes) -> namei.Entry | None:
+        """resolve() of a name in a directory being listed, PREFIX its path plus "/" (b"" for
+        the root): the path is walked once per listing, not once per entry."""
+        return namei.resolve(self.upper, self.lowers, self.origins, parent.upper,
+                             parent.lowers, prefix + name, name)
+
     def forget_origin(self, st: os.stat_result | None) -> None:
         """An upper object is going away: its inode number may be reused by an unrelated one."""
         if st is not None and st.st_nlink == 1:

@@ -7,7 +7,7 @@ import itertools
 import pyfuse3
 
 from . import markers, namei
-from .inodes import ROOT_PARENT, Node
+from .inodes import ROOT, ROOT_PARENT, Node
 from .layers import WHITEOUT, Layer
 from .overlay import Overlay
 
@@ -92,13 +92,21 @@ class DirHandles:
                     node, a = listed(parent, name, entry)
                     yield i, name, a, node
             return
+        if start >= len(h.names):
+            return
+        parent, ov = h.node, self.ov
+        path = parent.path()
+        prefix = b"" if parent.ino == ROOT else path + b"/"
         for i in range(start, len(h.names)):
             name = h.names[i]
-            entry = self._reaching(h.node, self.ov.resolve, h.node, name)
+            if parent.upper:
+                entry = ov.reaching(path, ov.resolve_at, parent, prefix, name)
+            else:
+                entry = ov.resolve_at(parent, prefix, name)
             if entry is None:
                 continue  # removed since the listing was taken
-            node = self.ov.node_for(h.node, name, entry)
-            yield i, name, self.ov.attrs(node, entry.st), node
+            node = ov.node_for(parent, name, entry)
+            yield i, name, ov.attrs(node, entry.st), node
 
     def _reaching(self, node: Node, fn, *args):
         """FN(*ARGS) inside an open dir, also once it or a dir above lost search permission."""
@@ -110,7 +118,9 @@ class DirHandles:
         if node.upper:
             return merged_names(self.ov, node)
         if node.listing is None:  # kept on the node: see Node.listing
-            node.listing = {name: namei.kept(self.ov.resolve(node, name))
+            prefix = b"" if node.ino == ROOT else node.path() + b"/"
+            resolve = self.ov.resolve_at
+            node.listing = {name: namei.kept(resolve(node, prefix, name))
                             for name in merged_names(self.ov, node)}
         return list(node.listing)
 
