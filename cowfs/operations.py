@@ -6,6 +6,7 @@ readdirplus entry that fits).
 """
 from __future__ import annotations
 
+import errno
 import os
 
 import pyfuse3
@@ -66,11 +67,14 @@ class CowOperations(pyfuse3.Operations):
 
     @fuse_op
     async def fsyncdir(self, fh, datasync):
-        pass  # directory changes are renames and creates the underlying fs orders itself
+        # Directory changes are renames and creates the underlying fs orders itself: nothing
+        # to do. ENOSYS says so once for all: the kernel answers this and every later
+        # fsync(2) of a directory with success itself, without a request.
+        raise pyfuse3.FUSEError(errno.ENOSYS)
 
     @fuse_op
     async def getattr(self, inode, ctx):
-        return self.ov.attrs(self.table[inode])
+        return self.ov.getattr(self.table[inode])
 
     @fuse_op
     async def getxattr(self, inode, name, ctx):
@@ -89,11 +93,10 @@ class CowOperations(pyfuse3.Operations):
     @fuse_op
     async def lookup(self, parent_inode, name, ctx):
         try:
-            node, st = self.ov.lookup(self.table[parent_inode], name)
+            node, a = self.ov.lookup_attrs(self.table[parent_inode], name)
         except FileNotFoundError:
             return self.ov.negative_entry()
-        a = self.ov.attrs(node, st)
-        self.table.ref(node)
+        node.nlookup += 1
         return a
 
     @fuse_op
@@ -122,13 +125,14 @@ class CowOperations(pyfuse3.Operations):
 
     @fuse_op
     async def readdir(self, fh, start_id, token):
+        reply = pyfuse3.readdir_reply
         for i, name, attrs, node in self.dirs.entries(fh, start_id):
-            if not pyfuse3.readdir_reply(token, name, attrs, i + 1):
+            if not reply(token, name, attrs, i + 1):
                 if node is not None:
                     self.table.maybe_drop(node)  # attached for nothing: the kernel has not got it
                 break
             if node is not None:
-                self.table.ref(node)
+                node.nlookup += 1
 
     @fuse_op
     async def readlink(self, inode, ctx):

@@ -33,6 +33,8 @@ class Overlay:
         self.am_root = os.geteuid() == 0
         self.own_lowers = cfg.own_lowers
         self.uid, self.gid = os.geteuid(), os.getegid()
+        # whether a lower object's attributes say who owns it (see getattr)
+        self.atime_fixed = not cfg.own_lowers and bool(Layer.NOATIME)
         root_upper = self.upper is not None
         root_opaque = root_upper and namei.markers.is_opaque_value(
             self.upper.try_getxattr(b".", namei.markers.OPAQUE))
@@ -69,6 +71,12 @@ class Overlay:
         return namei.resolve(self.upper, self.lowers, self.origins, parent.upper,
                              parent.lowers, parent.child_path(name), name)
 
+    def resolve_at(self, parent: Node, prefix: bytes, name: bytes) -> namei.Entry | None:
+        """resolve() of a name in a directory being listed, PREFIX its path plus "/" (b"" for
+        the root): the path is walked once per listing, not once per entry."""
+        return namei.resolve(self.upper, self.lowers, self.origins, parent.upper,
+                             parent.lowers, prefix + name, name)
+
     def forget_origin(self, st: os.stat_result | None) -> None:
         """An upper object is going away: its inode number may be reused by an unrelated one."""
         if st is not None and st.st_nlink == 1:
@@ -93,6 +101,37 @@ class Overlay:
         if entry is None:
             raise OSError(errno.ENOENT, "no such entry")
         return self.node_for(parent, name, entry), entry.st
+
+    def lookup_attrs(self, parent: Node, name: bytes) -> tuple[Node, pyfuse3.EntryAttributes]:
+        """The node at parent/name (no lookup count taken) and the attributes to reply with."""
+        if parent.listing is not None and not parent.upper and parent.is_dir:
+            entry = parent.listing.get(name)
+            if entry is None:
+                raise OSError(errno.ENOENT, "no such entry")
+            return self.listed(parent, name, entry)
+        entry = self.resolve(parent, name)
+        if entry is None:
+            raise OSError(errno.ENOENT, "no such entry")
+        node = self.node_for(parent, name, entry)
+        return node, self.attrs(node, entry.st)
+
+    def listed(self, parent: Node, name: bytes,
+               entry: namei.Entry) -> tuple[Node, pyfuse3.EntryAttributes]:
+        """node_for and attrs of an entry of a lower-only directory's kept listing (the
+        caller checked parent.listing is current), built once: nothing of a lower object can
+        change before a copy-up, and a copy-up of anything in the dir copies the dir up first
+        (which drops the listing). The attributes replace the entry's stat fields and name its
+        node by st_ino; the node is looked up again by it, for the kernel may have forgotten it
+        since (then it is made afresh)."""
+        a = entry.st
+        if type(a) is pyfuse3.EntryAttributes:
+            node = self.table.by_ino.get(a.st_ino)
+            if (node is not None and node.key == entry.key and node.aliases
+                    and node.aliases[0][0] is parent):
+                return node, a
+        node = self.node_for(parent, name, entry)
+        a = entry.st = self.attrs(node, a)
+        return node, a
 
     def negative_entry(self) -> pyfuse3.EntryAttributes:
         """The reply for a missing name that lets the kernel remember that it is missing."""
@@ -173,6 +212,24 @@ class Overlay:
                 os.close(node.pin)
                 node.pin = None
             raise
+
+    def getattr(self, node: Node) -> pyfuse3.EntryAttributes:
+        """attrs(node), answered without a syscall for a lower-only object whose directory's
+        listing is kept (Overlay.listed built its attributes; they cannot change before a
+        copy-up, and a copy-up drops the listing). Not where our own reads may move its atime
+        (relatime): the daemon opens lower objects O_NOATIME, which only their owner (or root)
+        may; the kernel asks getattr after a read precisely for the atime."""
+        if not node.upper and node.aliases and self.atime_fixed:
+            parent, name = node.aliases[0]
+            listing = parent.listing
+            if listing is not None and not parent.upper:
+                entry = listing.get(name)
+                if entry is not None:
+                    a = entry.st
+                    if (type(a) is pyfuse3.EntryAttributes and a.st_ino == node.ino
+                            and (self.am_root or a.st_uid == self.uid)):
+                        return a
+        return self.attrs(node)
 
     def owned_mode(self, mode: int) -> int:
         """The mode a lower object has in the view (and its copy-up in the upper)."""

@@ -7,7 +7,7 @@ import itertools
 import pyfuse3
 
 from . import markers, namei
-from .inodes import ROOT_PARENT, Node
+from .inodes import ROOT, ROOT_PARENT, Node
 from .layers import WHITEOUT, Layer
 from .overlay import Overlay
 
@@ -78,16 +78,35 @@ class DirHandles:
         h = self.by_fh[fh]
         if start == 0 or h.names is None:
             h.names = [b".", b".."] + self._reaching(h.node, self._names, h.node)
+        for i in range(start, 2):
+            yield i, h.names[i], self._dot_attrs(h.node, i), None
+        start = max(start, 2)
+        listing = h.node.listing
+        if listing is not None and not h.node.upper:
+            # lower-only and so unchanged since listed: nodes and attributes built once
+            parent, names, listed = h.node, h.names, self.ov.listed
+            for i in range(start, len(names)):
+                name = names[i]
+                entry = listing.get(name)
+                if entry is not None:
+                    node, a = listed(parent, name, entry)
+                    yield i, name, a, node
+            return
+        if start >= len(h.names):
+            return
+        parent, ov = h.node, self.ov
+        path = parent.path()
+        prefix = b"" if parent.ino == ROOT else path + b"/"
         for i in range(start, len(h.names)):
             name = h.names[i]
-            if i < 2:
-                yield i, name, self._dot_attrs(h.node, i), None
-                continue
-            entry = self._reaching(h.node, self.ov.resolve, h.node, name)
+            if parent.upper:
+                entry = ov.reaching(path, ov.resolve_at, parent, prefix, name)
+            else:
+                entry = ov.resolve_at(parent, prefix, name)
             if entry is None:
                 continue  # removed since the listing was taken
-            node = self.ov.node_for(h.node, name, entry)
-            yield i, name, self.ov.attrs(node, entry.st), node
+            node = ov.node_for(parent, name, entry)
+            yield i, name, ov.attrs(node, entry.st), node
 
     def _reaching(self, node: Node, fn, *args):
         """FN(*ARGS) inside an open dir, also once it or a dir above lost search permission."""
@@ -99,7 +118,9 @@ class DirHandles:
         if node.upper:
             return merged_names(self.ov, node)
         if node.listing is None:  # kept on the node: see Node.listing
-            node.listing = {name: namei.kept(self.ov.resolve(node, name))
+            prefix = b"" if node.ino == ROOT else node.path() + b"/"
+            resolve = self.ov.resolve_at
+            node.listing = {name: namei.kept(resolve(node, prefix, name))
                             for name in merged_names(self.ov, node)}
         return list(node.listing)
 
