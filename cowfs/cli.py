@@ -42,7 +42,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from . import __version__, sandbox
+from . import __version__
 from .config import UsageError, build_config, check_log_file, default_work_dir, require_dir
 
 PROG = "cowfs"
@@ -286,7 +286,7 @@ def _build_parser() -> _Parser:
                    help="remove what is provably garbage (work-dir leftovers, opaque xattrs on "
                    "non-directories, malformed origin xattrs) and say so; what the merged view "
                    "shows is never touched")
-    sandbox.add_parser(sub)
+    _add_sandbox_parser(sub)
 
     s = sub.add_parser("snapshot", help="build a shared cache snapshot (pip cache + wheelhouse)")
     ssub = s.add_subparsers(dest="snapshot_command", metavar="SUBCOMMAND")
@@ -320,6 +320,35 @@ def _build_parser() -> _Parser:
     v.add_argument("snapshot", metavar="SNAPSHOT",
                    help="a snapshot dir, or a snapshot ROOT (its current snapshot is checked)")
     return p
+
+def _add_sandbox_parser(sub: argparse._SubParsersAction) -> None:
+    """`cowfs sandbox ...` (sandbox.py: what its actions do)."""
+    p = sub.add_parser(
+        "sandbox",
+        help="private, resettable copy-on-write views of a shared snapshot",
+        description="Mount a snapshot copy-on-write with its changes kept in a state directory.",
+    )
+    acts = p.add_subparsers(dest="action", metavar="ACTION")
+    m = acts.add_parser(
+        "mount",
+        help="mount a sandbox over a snapshot",
+        description=(
+            "Mount SNAPSHOT (a snapshot root, whose `current` is resolved now, or a snapshot "
+            "dir) at MOUNTPOINT; changes go to STATE/upper. STATE is created if missing."
+        ),
+    )
+    m.add_argument("mountpoint", metavar="MOUNTPOINT")
+    m.add_argument("--snapshot", required=True, metavar="SNAPSHOT",
+                   help="snapshot root (ROOT/current is used) or snapshot directory")
+    m.add_argument("--state", required=True, metavar="DIR",
+                   help="the sandbox's own directory (upper, work, records)")
+    m.add_argument("--subdir", metavar="SUB",
+                   help="mount SNAPSHOT/SUB instead of the whole snapshot (e.g. pip)")
+    r = acts.add_parser("reset", help="drop every change of a sandbox (it must not be mounted)")
+    r.add_argument("state", metavar="DIR")
+    u = acts.add_parser("umount", aliases=["unmount"], help="unmount a sandbox (cowfs umount)")
+    u.add_argument("mountpoint", metavar="MOUNTPOINT")
+    u.add_argument("-z", "--lazy", action="store_true", help="lazy unmount (detach even if busy)")
 
 
 def _normalize_argv(argv: list[str]) -> list[str]:
@@ -494,7 +523,7 @@ COMMAND_HANDLERS = {
     "unmount": _cmd_umount,
     "diff": lambda args: _offline(_cmd_diff, args),
     "fsck": lambda args: _offline(_cmd_fsck, args),
-    "sandbox": sandbox.main,
+    "sandbox": lambda args: _sandbox(args),
     "snapshot": _cmd_snapshot,
     "verify": _cmd_verify,
 }
@@ -521,6 +550,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("interrupted")
         return 130
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from . import sandbox  # noqa: PLC0415 - only its own commands (and their daemons) need it
+
+    return sandbox.main(args)
 
 
 def _offline(cmd, args: argparse.Namespace) -> int:
