@@ -9,8 +9,9 @@ test user (`make testenv` creates cowfs-test, /dev/fuse 0666), as a sandbox host
   mount live) against `python -c "import trio, pyfuse3"` with the same interpreter, the two
   interleaved round by round (order alternating), each as the test user;
 - idle: RSS and PSS (/proc/PID/smaps_rollup) of a daemon right after its mount, median;
-- walk: RSS of a daemon after a walk + lstat of a FILES-file lower tree, and again after
-  `echo 2 > /proc/sys/vm/drop_caches` (the kernel forgets its dentries: FORGET for each node);
+- walk: RSS of a daemon after a walk + lstat of a FILES-file lower tree, again after
+  `echo 2 > /proc/sys/vm/drop_caches` (the kernel forgets its dentries: FORGET for each node),
+  and after a second walk (what the forgotten nodes freed is used again);
 - many: MOUNTS idle mounts at once: summed RSS and summed PSS, and summed PSS / (MOUNTS x the
   idle RSS of one mount).
 
@@ -144,7 +145,7 @@ class ViaParent:
         # the test user runs; what a host does from its own code (cowfs.serve.request)
         from cowfs.serve import request  # noqa: PLC0415
 
-        return request(self.sock, ["--lower", lower, "--upper", upper, mnt])
+        return request(self.sock, ["mount", "--lower", lower, "--upper", upper, mnt])
 
     def close(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -175,8 +176,8 @@ def wait_gone(pid: int) -> None:
 
 
 class Lab:
-    def __init__(self, base: str, via):
-        self.base, self.via, self.n = base, via, 0
+    def __init__(self, base: str, via, ways: dict):
+        self.base, self.via, self.ways, self.n = base, via, ways, 0
 
     def fresh(self) -> tuple[str, str]:
         self.n += 1
@@ -188,10 +189,10 @@ class Lab:
             chown_user(p)
         return os.path.join(d, "upper"), os.path.join(d, "mnt")
 
-    def mount(self, lower: str) -> tuple[str, int, float]:
+    def mount(self, lower: str, via=None) -> tuple[str, int, float]:
         upper, mnt = self.fresh()
         t0 = time.perf_counter()
-        pid = self.via.mount(lower, upper, mnt)
+        pid = (via or self.via).mount(lower, upper, mnt)
         took = time.perf_counter() - t0
         if fstype_at(mnt) != "fuse.cowfs":
             raise RuntimeError(f"{mnt} is not mounted after the mount returned")
@@ -234,25 +235,32 @@ def median(xs: list[float]) -> float:
 
 
 def measure_mount(lab: Lab, lower: str, py: str, rounds: int) -> dict:
-    bare, mount, idle_rss, idle_pss = [], [], [], []
+    """Every way of mounting and the bare import, interleaved (the order rotates each round)."""
+    names = ["bare", *lab.ways]
+    took: dict[str, list[float]] = {n: [] for n in names}
+    idle: dict[str, list[tuple[float, float]]] = {n: [] for n in lab.ways}
     cmd_bare = as_user([py, "-c", "import trio, pyfuse3"])
     for i in range(rounds):
-        for what in (("bare", "mount") if i % 2 == 0 else ("mount", "bare")):
+        for what in names[i % len(names):] + names[:i % len(names)]:
             if what == "bare":
                 t0 = time.perf_counter()
                 run(cmd_bare, env=user_env())
-                bare.append(time.perf_counter() - t0)
+                took[what].append(time.perf_counter() - t0)
             else:
-                mnt, pid, took = lab.mount(lower)
-                mount.append(took)
+                mnt, pid, t = lab.mount(lower, lab.ways[what])
+                took[what].append(t)
                 time.sleep(0.2)  # idle: whatever the start left settles
-                idle_rss.append(rss(pid))
-                idle_pss.append(pss(pid))
+                idle[what].append((rss(pid), pss(pid)))
                 lab.unmount(mnt, pid)
-    return {"rounds": rounds, "bare_import_s": median(bare), "mount_s": median(mount),
-            "mount_over_bare": median(mount) / median(bare),
-            "mount_min_s": min(mount), "mount_max_s": max(mount),
-            "idle_rss_mib": median(idle_rss), "idle_pss_mib": median(idle_pss)}
+    bare = median(took["bare"])
+    out = {"rounds": rounds, "bare_import_s": bare}
+    for n in lab.ways:
+        m = took[n]
+        out[n] = {"mount_s": median(m), "mount_over_bare": median(m) / bare,
+                  "mount_min_s": min(m), "mount_max_s": max(m),
+                  "idle_rss_mib": median([r for r, _ in idle[n]]),
+                  "idle_pss_mib": median([p for _, p in idle[n]])}
+    return out
 
 
 WALK = """
@@ -284,14 +292,20 @@ def measure_walk(lab: Lab, tree: str, py: str, files: int) -> dict:
         drop_caches()
         time.sleep(1.0)
         forgotten = rss(pid)
+        # the freed nodes' memory stays with the process (allocator arenas) but is used again:
+        # a second walk after the forget needs (almost) nothing more
+        run(as_user([py, "-c", WALK, mnt]), env=user_env(), timeout=600)
+        again = rss(pid)
         return {"files": files, "walk_s": took, "rss_before_mib": before,
                 "rss_after_walk_mib": after, "rss_after_forget_mib": forgotten,
+                "rss_after_second_walk_mib": again,
                 "hwm_mib": kib(pid, "VmHWM", "status") / 1024}
     finally:
         lab.unmount(mnt, pid)
 
 
 def measure_many(lab: Lab, lower: str, mounts: int, one_rss: float) -> dict:
+    """MOUNTS idle mounts at once; ONE_RSS: the idle RSS of one `cowfs mount` daemon."""
     live: list[tuple[str, int]] = []
     try:
         times = []
@@ -347,10 +361,13 @@ def main() -> int:
     os.makedirs(os.path.join(small, "d"))
     with open(os.path.join(small, "d", "f"), "w") as f:
         f.write("x\n")
-    via = ViaParent(cowfs, base) if args.via == "parent" else ViaCli(cowfs)
     if args.via == "parent":
-        chown_user(base)
-    lab = Lab(base, via)
+        chown_user(base)  # the parent's socket lives there
+    ways = {"cli": ViaCli(cowfs)}
+    if args.via == "parent":
+        ways["parent"] = ViaParent(cowfs, base)
+    via = ways[args.via]
+    lab = Lab(base, via, ways)
     out: dict = {"via": via.name, "python": py, "load": os.getloadavg()[0]}
     try:
         if "mount" in only or "many" in only:
@@ -360,10 +377,12 @@ def main() -> int:
             out["walk"] = measure_walk(lab, tree, py, args.files)
             print(json.dumps({"walk": out["walk"]}), flush=True)
         if "many" in only:
-            out["many"] = measure_many(lab, small, args.mounts, out["mount"]["idle_rss_mib"])
+            out["many"] = measure_many(lab, small, args.mounts,
+                                       out["mount"]["cli"]["idle_rss_mib"])
             print(json.dumps({"many": out["many"]}), flush=True)
     finally:
-        via.close()
+        for way in ways.values():
+            way.close()
         shutil.rmtree(base, ignore_errors=True)
     out["load_end"] = os.getloadavg()[0]
     print(report(out))
@@ -377,21 +396,25 @@ def report(out: dict) -> str:
     lines = [f"footprint ({out['via']}; load {out['load']:.1f} -> {out['load_end']:.1f})"]
     m = out.get("mount")
     if m:
-        lines += [f"  mount           {m['mount_s']:.3f} s (min {m['mount_min_s']:.3f}, max "
-                  f"{m['mount_max_s']:.3f}); import trio, pyfuse3 {m['bare_import_s']:.3f} s; "
-                  f"ratio {m['mount_over_bare']:.2f}",
-                  f"  idle daemon     RSS {m['idle_rss_mib']:.1f} MiB, PSS "
-                  f"{m['idle_pss_mib']:.1f} MiB"]
+        lines.append(f"  import trio, pyfuse3 {m['bare_import_s']:.3f} s (bare interpreter)")
+        for n in ("cli", "parent"):
+            if n in m:
+                x = m[n]
+                lines += [f"  mount ({n:6})  {x['mount_s']:.3f} s (min {x['mount_min_s']:.3f}, "
+                          f"max {x['mount_max_s']:.3f}); {x['mount_over_bare']:.2f} x the import;"
+                          f" idle daemon RSS {x['idle_rss_mib']:.1f} MiB, PSS "
+                          f"{x['idle_pss_mib']:.1f} MiB"]
     w = out.get("walk")
     if w:
         lines.append(f"  {w['files']} files walk {w['walk_s']:.2f} s: RSS "
                      f"{w['rss_before_mib']:.1f} -> {w['rss_after_walk_mib']:.1f} MiB (peak "
-                     f"{w['hwm_mib']:.1f}), after drop_caches {w['rss_after_forget_mib']:.1f} MiB")
+                     f"{w['hwm_mib']:.1f}), after drop_caches {w['rss_after_forget_mib']:.1f} MiB,"
+                     f" after a second walk {w['rss_after_second_walk_mib']:.1f} MiB")
     n = out.get("many")
     if n:
         lines.append(f"  {n['mounts']} idle mounts   sum RSS {n['sum_rss_mib']:.0f} MiB, sum PSS "
                      f"{n['sum_pss_mib']:.0f} MiB = {n['pss_over_n_rss']:.0%} of {n['mounts']} x "
-                     f"one mount's RSS; mount {n['mount_s_median']:.3f} s each")
+                     f"the RSS of one `cowfs mount`; mount {n['mount_s_median']:.3f} s each")
         if "parent_rss_mib" in n:
             lines.append(f"  ready parent    RSS {n['parent_rss_mib']:.1f} MiB, PSS "
                          f"{n['parent_pss_mib']:.1f} MiB (in the sum)")

@@ -11,6 +11,7 @@ offline tools `cowfs diff` and `cowfs fsck`, sandboxes, and the shared cache sna
     cowfs sandbox mount|reset|umount ...     (a private view of a shared snapshot: sandbox.py)
     cowfs snapshot build ROOT [--requirements FILE] [--find-links DIR] [--no-index] [--python PY]
     cowfs verify SNAPSHOT                    (a snapshot dir, or a ROOT: its `current`)
+    cowfs serve SOCKET                       (a ready parent forking mount daemons: serve.py)
 
 Exit status: 0 success; 1 runtime failure (the mount could not be made, the daemon died, a layer
 could not be read; fsck: problems found or left; the snapshot build failed; verify found
@@ -40,13 +41,15 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import __version__
 from .config import UsageError, build_config, check_log_file, default_work_dir, require_dir
 
 PROG = "cowfs"
-COMMANDS = ("mount", "umount", "unmount", "diff", "fsck", "sandbox", "snapshot", "verify")
+COMMANDS = ("mount", "umount", "unmount", "diff", "fsck", "sandbox", "snapshot", "verify",
+            "serve")
 
 #: Mount flags libfuse 3 turns into mount(2) flags (mount_flags[] in lib/mount.c).
 FUSE_FLAGS = frozenset(
@@ -319,6 +322,22 @@ def _build_parser() -> _Parser:
     )
     v.add_argument("snapshot", metavar="SNAPSHOT",
                    help="a snapshot dir, or a snapshot ROOT (its current snapshot is checked)")
+
+    sv = sub.add_parser(
+        "serve",
+        help="a ready parent for hosts that mount many times: forks each mount's daemon",
+        description=(
+            "Import everything a mount daemon needs once, then listen on the Unix socket SOCKET "
+            "(mode 0600) and fork a daemon for each request: one JSON line "
+            '{"argv": ["mount", ...] or ["sandbox", "mount", ...], "cwd": DIR}, answered with '
+            "one line: 'OK PID' once the mount is live, or 'ERR STATUS MESSAGE' (STATUS 2: bad "
+            "input, 1: the mount could not be made). Python: cowfs.serve.request(SOCKET, ARGV) "
+            "or cowfs.mounted(..., server=SOCKET). The daemons share the parent's memory pages, "
+            "need no interpreter start and keep serving when it stops. Prints 'ready' when it "
+            "listens; runs until SIGTERM or SIGINT."
+        ),
+    )
+    sv.add_argument("socket", metavar="SOCKET", help="path of the Unix socket to listen on")
     return p
 
 def _add_sandbox_parser(sub: argparse._SubParsersAction) -> None:
@@ -357,7 +376,7 @@ def _normalize_argv(argv: list[str]) -> list[str]:
         if len(argv) < 2 or argv[1].startswith("-"):
             raise UsageError(
                 f"unknown command {argv[0]!r} "
-                "(commands: mount, umount, diff, fsck, sandbox, snapshot, verify)")
+                "(commands: mount, umount, diff, fsck, sandbox, snapshot, verify, serve)")
         return ["mount", "--source", argv[0], *argv[1:]]
     return argv
 
@@ -526,6 +545,7 @@ COMMAND_HANDLERS = {
     "sandbox": lambda args: _sandbox(args),
     "snapshot": _cmd_snapshot,
     "verify": _cmd_verify,
+    "serve": lambda args: _cmd_serve(args),
 }
 
 
@@ -535,12 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     from .mount import MountError  # noqa: PLC0415 - light: mount.py imports pyfuse3 lazily
 
     try:
-        args = _build_parser().parse_args(_normalize_argv(argv))
-        if args.command is None:
-            raise UsageError(
-                "missing command: mount, umount, diff, fsck, sandbox, snapshot or verify "
-                "(see cowfs --help)")
-        return COMMAND_HANDLERS[args.command](args)
+        return dispatch(argv)
     except UsageError as e:
         _say(str(e))
         return 2
@@ -550,6 +565,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("interrupted")
         return 130
+
+
+def dispatch(argv: list[str], parser: argparse.ArgumentParser | None = None,
+             allowed: Callable[[argparse.Namespace], bool] | None = None) -> int:
+    """Run one command line (without the program name); UsageError and MountError are raised,
+    not printed. `allowed` (cowfs serve: mounts only) refuses any other command."""
+    args = (parser or _build_parser()).parse_args(_normalize_argv(argv))
+    if args.command is None:
+        raise UsageError(
+            "missing command: mount, umount, diff, fsck, sandbox, snapshot, verify or serve "
+            "(see cowfs --help)")
+    if allowed is not None and not allowed(args):
+        raise UsageError(f"cowfs serve makes mounts only, not {args.command}")
+    return COMMAND_HANDLERS[args.command](args)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve_forever  # noqa: PLC0415
+
+    return serve_forever(args.socket, _build_parser())
 
 
 def _sandbox(args: argparse.Namespace) -> int:
