@@ -36,6 +36,8 @@ from .mount import MountError
 MAX_REQUEST = 1 << 20
 #: how long a child waits for its request line
 REQUEST_TIMEOUT = 30.0
+#: longest socket path (sun_path holds 108 bytes with the terminating NUL)
+MAX_PATH = 107
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,6 +107,9 @@ def _preload() -> None:
 def _listen(path: str) -> socket.socket:
     if path == "":
         raise UsageError("socket path is empty")
+    if len(os.fsencode(path)) > MAX_PATH:
+        raise UsageError(f"cannot listen on {path}: a Unix socket path has at most {MAX_PATH} "
+                         "bytes")
     parent = os.path.dirname(os.path.abspath(path)) or "/"
     if not os.path.isdir(parent):
         raise UsageError(f"cannot listen on {path}: {parent} is not a directory")
@@ -126,7 +131,7 @@ def _listen(path: str) -> socket.socket:
         sock.bind(path)
     except OSError as e:
         sock.close()
-        raise UsageError(f"cannot listen on {path}: {e.strerror}") from None
+        raise UsageError(f"cannot listen on {path}: {e.strerror or e}") from None
     finally:
         os.umask(old)
     sock.listen(128)

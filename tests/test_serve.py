@@ -43,14 +43,14 @@ def run(lab: Lab, code: str, **constants) -> dict:  # noqa: F811
 class Parent:
     def __init__(self, lab: Lab):
         e = overlay.env()
-        self.sock = os.path.join(lab.home, "serve.sock")
+        self.sock = os.path.join(lab.home, "s")  # sun_path: 107 bytes at most
         self.proc = subprocess.Popen(
             overlay.as_user([e.python, "-m", "cowfs", "serve", self.sock]), cwd=lab.home,
             env=overlay.user_env(e), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
         ready, _, _ = select.select([self.proc.stdout], [], [], 60)
         line = self.proc.stdout.readline() if ready else ""
-        assert line == "ready\n", (line, self.proc.poll())
+        assert line == "ready\n", (line, self.proc.poll(), self.proc.stderr.read())
         # setpriv execs: the parent is this very process
         self.pid = self.proc.pid
 
@@ -204,6 +204,12 @@ def test_parent_stops_cleanly_and_leaves_mounts_serving(lab: Lab, parent: Parent
                             env=overlay.user_env(e))
     assert (second.returncode, second.stderr) == (
         2, f"cowfs: cannot listen on {parent.sock}: a cowfs serve is running there\n")
+    too_long = os.path.join(lab.home, "x" * 120)
+    res = subprocess.run(overlay.as_user([e.python, "-m", "cowfs", "serve", too_long]),
+                         capture_output=True, text=True, timeout=60, cwd="/",
+                         env=overlay.user_env(e))
+    assert (res.returncode, res.stderr) == (
+        2, f"cowfs: cannot listen on {too_long}: a Unix socket path has at most 107 bytes\n")
     out = run(lab, '''
         report(got=ask(["mount", "--lower", DATA, "--upper", UPPER, MNT]))
     ''', SOCK=parent.sock, DATA=lab.data, UPPER=upper, MNT=mnt)
@@ -231,7 +237,7 @@ def test_other_users_are_refused(lab: Lab, parent: Parent):  # noqa: F811
         assert s.recv(4096) == b"ERR 2 cowfs serve makes mounts only, not umount\n"
 
 
-def test_sandbox_mount_through_the_parent_holds_its_lock(lab: Lab, parent: Parent):  # noqa: F811
+def test_sandbox_mount_holds_its_lock(lab: Lab, parent: Parent):  # noqa: F811
     snap = os.path.join(lab.base, "snap")
     overlay.build_tree({"MANIFEST": "", "pip": {"x.whl": "wheel\n"}}, snap)
     overlay.register_lower(snap)
