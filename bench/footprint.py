@@ -13,7 +13,8 @@ test user (`make testenv` creates cowfs-test, /dev/fuse 0666), as a sandbox host
   `echo 2 > /proc/sys/vm/drop_caches` (the kernel forgets its dentries: FORGET for each node),
   and after a second walk (what the forgotten nodes freed is used again);
 - many: MOUNTS idle mounts at once: summed RSS and summed PSS, and summed PSS / (MOUNTS x the
-  idle RSS of one mount).
+  idle RSS of one `cowfs mount`); with --many-walk FILES each is walked once first (a daemon
+  that has worked: allocated, collected garbage).
 
 `--via parent` mounts through one ready parent (`cowfs serve`, README "Many mounts") instead of
 a `cowfs mount` per mount: the mount time is then the request's round trip.
@@ -304,8 +305,11 @@ def measure_walk(lab: Lab, tree: str, py: str, files: int) -> dict:
         lab.unmount(mnt, pid)
 
 
-def measure_many(lab: Lab, lower: str, mounts: int, one_rss: float) -> dict:
-    """MOUNTS idle mounts at once; ONE_RSS: the idle RSS of one `cowfs mount` daemon."""
+def measure_many(lab: Lab, lower: str, mounts: int, one_rss: float, py: str,
+                 walk: int) -> dict:
+    """MOUNTS mounts at once; ONE_RSS: the idle RSS of one `cowfs mount` daemon. WALK: each
+    mount is walked once (its daemon has worked: allocated, collected garbage) before the count,
+    else they are idle."""
     live: list[tuple[str, int]] = []
     try:
         times = []
@@ -313,6 +317,9 @@ def measure_many(lab: Lab, lower: str, mounts: int, one_rss: float) -> dict:
             mnt, pid, took = lab.mount(lower)
             live.append((mnt, pid))
             times.append(took)
+        if walk:
+            for mnt, _ in live:
+                run(as_user([py, "-c", WALK, mnt]), env=user_env(), timeout=600)
         time.sleep(0.5)
         rsss = [rss(pid) for _, pid in live]
         psss = [pss(pid) for _, pid in live]
@@ -321,7 +328,7 @@ def measure_many(lab: Lab, lower: str, mounts: int, one_rss: float) -> dict:
         if parent is not None:  # the ready parent's own share counts too
             extra = {"parent_rss_mib": rss(parent), "parent_pss_mib": pss(parent)}
             psss.append(extra["parent_pss_mib"])
-        return {"mounts": mounts, "mount_s_median": median(times), "sum_rss_mib": sum(rsss),
+        return {"mounts": mounts, "walked_files": walk, "mount_s_median": median(times), "sum_rss_mib": sum(rsss),
                 "sum_pss_mib": sum(psss), "pss_over_n_rss": sum(psss) / (mounts * one_rss),
                 **extra}
     finally:
@@ -334,6 +341,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=15, help="mount/import rounds (median)")
     ap.add_argument("--mounts", type=int, default=50, help="idle mounts at once")
     ap.add_argument("--files", type=int, default=20000, help="files in the walked tree")
+    ap.add_argument("--many-walk", type=int, default=0, metavar="FILES",
+                    help="walk each of the many mounts once, over a tree of FILES files, before "
+                    "counting (default: idle mounts over a 1-file lower)")
     ap.add_argument("--via", choices=("cli", "parent"), default="cli")
     ap.add_argument("--only", action="append", choices=("mount", "walk", "many"), default=[])
     ap.add_argument("--python", default=os.path.join(os.path.dirname(sys.executable), "python"),
@@ -377,8 +387,12 @@ def main() -> int:
             out["walk"] = measure_walk(lab, tree, py, args.files)
             print(json.dumps({"walk": out["walk"]}), flush=True)
         if "many" in only:
-            out["many"] = measure_many(lab, small, args.mounts,
-                                       out["mount"]["cli"]["idle_rss_mib"])
+            many_lower = small
+            if args.many_walk:
+                many_lower = os.path.join(args.cache, f"tree{args.many_walk}")
+                build_tree(many_lower, args.many_walk)
+            out["many"] = measure_many(lab, many_lower, args.mounts,
+                                       out["mount"]["cli"]["idle_rss_mib"], py, args.many_walk)
             print(json.dumps({"many": out["many"]}), flush=True)
     finally:
         for way in ways.values():
@@ -412,7 +426,8 @@ def report(out: dict) -> str:
                      f" after a second walk {w['rss_after_second_walk_mib']:.1f} MiB")
     n = out.get("many")
     if n:
-        lines.append(f"  {n['mounts']} idle mounts   sum RSS {n['sum_rss_mib']:.0f} MiB, sum PSS "
+        state = f"walked ({n['walked_files']} files)" if n.get("walked_files") else "idle"
+        lines.append(f"  {n['mounts']} {state} mounts: sum RSS {n['sum_rss_mib']:.0f} MiB, sum PSS "
                      f"{n['sum_pss_mib']:.0f} MiB = {n['pss_over_n_rss']:.0%} of {n['mounts']} x "
                      f"the RSS of one `cowfs mount`; mount {n['mount_s_median']:.3f} s each")
         if "parent_rss_mib" in n:
