@@ -328,7 +328,8 @@ def measure_many(lab: Lab, lower: str, mounts: int, one_rss: float, py: str,
         if parent is not None:  # the ready parent's own share counts too
             extra = {"parent_rss_mib": rss(parent), "parent_pss_mib": pss(parent)}
             psss.append(extra["parent_pss_mib"])
-        return {"mounts": mounts, "walked_files": walk, "mount_s_median": median(times), "sum_rss_mib": sum(rsss),
+        return {"mounts": mounts, "walked_files": walk, "mount_s_median": median(times),
+                "sum_rss_mib": sum(rsss),
                 "sum_pss_mib": sum(psss), "pss_over_n_rss": sum(psss) / (mounts * one_rss),
                 **extra}
     finally:

@@ -8,9 +8,9 @@
 Both run the CLI as a subprocess (`python -m cowfs mount ...`, `cowfs umount` on the way out), so
 they need no root, import no pyfuse3 and work from any program, threaded or async: the daemon is
 the CLI's background daemon. With server=SOCKET a running `cowfs serve` forks the daemon instead
-(serve.py: faster, and the daemons share memory). A mount that cannot be made raises MountError with the CLI's one-line
-message (bad input and runtime failures alike). The child runs the cowfs that `python -m cowfs`
-finds for this interpreter: install cowfs for it (or put it on PYTHONPATH).
+(serve.py: faster, and the daemons share memory). A mount that cannot be made raises MountError
+with the CLI's one-line message (bad input and runtime failures alike). The child runs the cowfs
+that `python -m cowfs` finds for this interpreter: install cowfs for it (or put it on PYTHONPATH).
 """
 from __future__ import annotations
 

@@ -27,6 +27,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 from collections.abc import Sequence
 
 from .config import UsageError
@@ -163,7 +164,12 @@ def serve_forever(path: str, parser) -> int:
         gc.freeze()  # what is here now stays where it is: the children share those pages
         print("ready", flush=True)
         while True:
-            conn, _ = sock.accept()
+            try:
+                conn, _ = sock.accept()
+            except OSError as e:  # e.g. out of descriptors for a moment: never the parent's end
+                print(f"cowfs serve: accept failed: {e}", file=sys.stderr, flush=True)
+                time.sleep(0.1)
+                continue
             try:
                 if not _peer_allowed(conn):
                     conn.sendall(b"ERR 2 cowfs serve takes requests from its own user only\n")
