@@ -7,9 +7,10 @@
 
 Both run the CLI as a subprocess (`python -m cowfs mount ...`, `cowfs umount` on the way out), so
 they need no root, import no pyfuse3 and work from any program, threaded or async: the daemon is
-the CLI's background daemon. A mount that cannot be made raises MountError with the CLI's one-line
-message (bad input and runtime failures alike). The child runs the cowfs that `python -m cowfs`
-finds for this interpreter: install cowfs for it (or put it on PYTHONPATH).
+the CLI's background daemon. With server=SOCKET a running `cowfs serve` forks the daemon instead
+(serve.py: faster, and the daemons share memory). A mount that cannot be made raises MountError
+with the CLI's one-line message (bad input and runtime failures alike). The child runs the cowfs
+that `python -m cowfs` finds for this interpreter: install cowfs for it (or put it on PYTHONPATH).
 """
 from __future__ import annotations
 
@@ -96,6 +97,17 @@ def _cleanup(plan: _Plan) -> None:
         remove_tree(plan.tmp)
 
 
+def _request(server: StrPath, plan: _Plan) -> None:
+    """The mount made by the daemon `cowfs serve` at SERVER forks (no interpreter start)."""
+    from .config import UsageError  # noqa: PLC0415
+    from .serve import request  # noqa: PLC0415
+
+    try:
+        request(os.fspath(server), plan.argv[len(_CLI):], cwd="/")
+    except UsageError as e:  # bad input and runtime failures alike, as from the CLI
+        raise MountError(str(e)) from None
+
+
 def _run(argv: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, cwd="/",
                           check=False)
@@ -112,18 +124,23 @@ def _unmount(plan: _Plan) -> None:
 @contextmanager
 def mounted(lower: StrPath | Sequence[StrPath], upper: StrPath | None = None, *,
             work: StrPath | None = None, mountpoint: StrPath | None = None,
-            read_only: bool = False) -> Iterator[str]:
+            read_only: bool = False, server: StrPath | None = None) -> Iterator[str]:
     """Mount LOWER (a directory, or a list of them, top first) copy-on-write; yield the mountpoint.
 
     Without `upper` the changes go to a temporary upper (with `read_only`: no upper at all);
     without `mountpoint` a temporary one is used. Unmounted on exit, also after an exception;
     the temporary directories are removed then. Raises MountError if the mount cannot be made.
+    With `server` (the socket of a `cowfs serve` of this user) that ready parent forks the
+    daemon: no interpreter start, memory shared with the parent's other mounts.
     """
     plan = _plan(lower, upper, work, mountpoint, read_only)
     try:
-        res = _run(plan.argv)
-        if res.returncode != 0:
-            raise _failure("mount", res.returncode, res.stderr)
+        if server is not None:
+            _request(server, plan)
+        else:
+            res = _run(plan.argv)
+            if res.returncode != 0:
+                raise _failure("mount", res.returncode, res.stderr)
         try:
             yield plan.mountpoint
         finally:
@@ -135,7 +152,8 @@ def mounted(lower: StrPath | Sequence[StrPath], upper: StrPath | None = None, *,
 @asynccontextmanager
 async def open_mount(lower: StrPath | Sequence[StrPath], upper: StrPath | None = None, *,
                      work: StrPath | None = None, mountpoint: StrPath | None = None,
-                     read_only: bool = False) -> AsyncIterator[str]:
+                     read_only: bool = False,
+                     server: StrPath | None = None) -> AsyncIterator[str]:
     """mounted() for trio: the same arguments and behaviour; never blocks the trio loop.
 
     Mounting and unmounting are shielded from cancellation (each takes well under a second): a
@@ -147,10 +165,13 @@ async def open_mount(lower: StrPath | Sequence[StrPath], upper: StrPath | None =
     plan = await trio.to_thread.run_sync(_plan, lower, upper, work, mountpoint, read_only)
     try:
         with trio.CancelScope(shield=True):
-            res = await trio.run_process(plan.argv, stdin=b"", capture_stdout=True,
-                                         capture_stderr=True, cwd="/", check=False)
-        if res.returncode != 0:
-            raise _failure("mount", res.returncode, res.stderr)
+            if server is not None:
+                await trio.to_thread.run_sync(_request, server, plan)
+            else:
+                res = await trio.run_process(plan.argv, stdin=b"", capture_stdout=True,
+                                             capture_stderr=True, cwd="/", check=False)
+                if res.returncode != 0:
+                    raise _failure("mount", res.returncode, res.stderr)
         try:
             yield plan.mountpoint
         finally:

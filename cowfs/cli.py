@@ -11,6 +11,7 @@ offline tools `cowfs diff` and `cowfs fsck`, sandboxes, and the shared cache sna
     cowfs sandbox mount|reset|umount ...     (a private view of a shared snapshot: sandbox.py)
     cowfs snapshot build ROOT [--requirements FILE] [--find-links DIR] [--no-index] [--python PY]
     cowfs verify SNAPSHOT                    (a snapshot dir, or a ROOT: its `current`)
+    cowfs serve SOCKET                       (a ready parent forking mount daemons: serve.py)
 
 Exit status: 0 success; 1 runtime failure (the mount could not be made, the daemon died, a layer
 could not be read; fsck: problems found or left; the snapshot build failed; verify found
@@ -40,13 +41,15 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import __version__, sandbox
+from . import __version__
 from .config import UsageError, build_config, check_log_file, default_work_dir, require_dir
 
 PROG = "cowfs"
-COMMANDS = ("mount", "umount", "unmount", "diff", "fsck", "sandbox", "snapshot", "verify")
+COMMANDS = ("mount", "umount", "unmount", "diff", "fsck", "sandbox", "snapshot", "verify",
+            "serve")
 
 #: Mount flags libfuse 3 turns into mount(2) flags (mount_flags[] in lib/mount.c).
 FUSE_FLAGS = frozenset(
@@ -289,7 +292,7 @@ def _build_parser() -> _Parser:
                    help="remove what is provably garbage (work-dir leftovers, opaque xattrs on "
                    "non-directories, malformed origin xattrs) and say so; what the merged view "
                    "shows is never touched")
-    sandbox.add_parser(sub)
+    _add_sandbox_parser(sub)
 
     s = sub.add_parser("snapshot", help="build a shared cache snapshot (pip cache + wheelhouse)")
     ssub = s.add_subparsers(dest="snapshot_command", metavar="SUBCOMMAND")
@@ -322,7 +325,52 @@ def _build_parser() -> _Parser:
     )
     v.add_argument("snapshot", metavar="SNAPSHOT",
                    help="a snapshot dir, or a snapshot ROOT (its current snapshot is checked)")
+
+    sv = sub.add_parser(
+        "serve",
+        help="a ready parent for hosts that mount many times: forks each mount's daemon",
+        description=(
+            "Import everything a mount daemon needs once, then listen on the Unix socket SOCKET "
+            "(mode 0600) and fork a daemon for each request: one JSON line "
+            '{"argv": ["mount", ...] or ["sandbox", "mount", ...], "cwd": DIR}, answered with '
+            "one line: 'OK PID' once the mount is live, or 'ERR STATUS MESSAGE' (STATUS 2: bad "
+            "input, 1: the mount could not be made). Python: cowfs.serve.request(SOCKET, ARGV) "
+            "or cowfs.mounted(..., server=SOCKET). The daemons share the parent's memory pages, "
+            "need no interpreter start and keep serving when it stops. Prints 'ready' when it "
+            "listens; runs until SIGTERM or SIGINT."
+        ),
+    )
+    sv.add_argument("socket", metavar="SOCKET", help="path of the Unix socket to listen on")
     return p
+
+def _add_sandbox_parser(sub: argparse._SubParsersAction) -> None:
+    """`cowfs sandbox ...` (sandbox.py: what its actions do)."""
+    p = sub.add_parser(
+        "sandbox",
+        help="private, resettable copy-on-write views of a shared snapshot",
+        description="Mount a snapshot copy-on-write with its changes kept in a state directory.",
+    )
+    acts = p.add_subparsers(dest="action", metavar="ACTION")
+    m = acts.add_parser(
+        "mount",
+        help="mount a sandbox over a snapshot",
+        description=(
+            "Mount SNAPSHOT (a snapshot root, whose `current` is resolved now, or a snapshot "
+            "dir) at MOUNTPOINT; changes go to STATE/upper. STATE is created if missing."
+        ),
+    )
+    m.add_argument("mountpoint", metavar="MOUNTPOINT")
+    m.add_argument("--snapshot", required=True, metavar="SNAPSHOT",
+                   help="snapshot root (ROOT/current is used) or snapshot directory")
+    m.add_argument("--state", required=True, metavar="DIR",
+                   help="the sandbox's own directory (upper, work, records)")
+    m.add_argument("--subdir", metavar="SUB",
+                   help="mount SNAPSHOT/SUB instead of the whole snapshot (e.g. pip)")
+    r = acts.add_parser("reset", help="drop every change of a sandbox (it must not be mounted)")
+    r.add_argument("state", metavar="DIR")
+    u = acts.add_parser("umount", aliases=["unmount"], help="unmount a sandbox (cowfs umount)")
+    u.add_argument("mountpoint", metavar="MOUNTPOINT")
+    u.add_argument("-z", "--lazy", action="store_true", help="lazy unmount (detach even if busy)")
 
 
 def _normalize_argv(argv: list[str]) -> list[str]:
@@ -331,7 +379,7 @@ def _normalize_argv(argv: list[str]) -> list[str]:
         if len(argv) < 2 or argv[1].startswith("-"):
             raise UsageError(
                 f"unknown command {argv[0]!r} "
-                "(commands: mount, umount, diff, fsck, sandbox, snapshot, verify)")
+                "(commands: mount, umount, diff, fsck, sandbox, snapshot, verify, serve)")
         return ["mount", "--source", argv[0], *argv[1:]]
     return argv
 
@@ -497,9 +545,10 @@ COMMAND_HANDLERS = {
     "unmount": _cmd_umount,
     "diff": lambda args: _offline(_cmd_diff, args),
     "fsck": lambda args: _offline(_cmd_fsck, args),
-    "sandbox": sandbox.main,
+    "sandbox": lambda args: _sandbox(args),
     "snapshot": _cmd_snapshot,
     "verify": _cmd_verify,
+    "serve": lambda args: _cmd_serve(args),
 }
 
 
@@ -509,12 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     from .mount import MountError  # noqa: PLC0415 - light: mount.py imports pyfuse3 lazily
 
     try:
-        args = _build_parser().parse_args(_normalize_argv(argv))
-        if args.command is None:
-            raise UsageError(
-                "missing command: mount, umount, diff, fsck, sandbox, snapshot or verify "
-                "(see cowfs --help)")
-        return COMMAND_HANDLERS[args.command](args)
+        return dispatch(argv)
     except UsageError as e:
         _say(str(e))
         return 2
@@ -524,6 +568,32 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("interrupted")
         return 130
+
+
+def dispatch(argv: list[str], parser: argparse.ArgumentParser | None = None,
+             allowed: Callable[[argparse.Namespace], bool] | None = None) -> int:
+    """Run one command line (without the program name); UsageError and MountError are raised,
+    not printed. `allowed` (cowfs serve: mounts only) refuses any other command."""
+    args = (parser or _build_parser()).parse_args(_normalize_argv(argv))
+    if args.command is None:
+        raise UsageError(
+            "missing command: mount, umount, diff, fsck, sandbox, snapshot, verify or serve "
+            "(see cowfs --help)")
+    if allowed is not None and not allowed(args):
+        raise UsageError(f"cowfs serve makes mounts only, not {args.command}")
+    return COMMAND_HANDLERS[args.command](args)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve_forever  # noqa: PLC0415
+
+    return serve_forever(args.socket, _build_parser())
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from . import sandbox  # noqa: PLC0415 - only its own commands (and their daemons) need it
+
+    return sandbox.main(args)
 
 
 def _offline(cmd, args: argparse.Namespace) -> int:

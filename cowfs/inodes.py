@@ -25,14 +25,16 @@ class Node:
     """A merged object. Its location is derived from its aliases, never stored as a path."""
 
     __slots__ = ("ino", "key", "kind", "aliases", "upper", "lowers", "opaque", "nlookup",
-                 "nchild", "handles", "_lock", "listing", "pin", "__weakref__")
+                 "nchild", "handles", "_lock", "listing", "pin")
 
     def __init__(self, ino: int, key: bytes, kind: int):
         self.ino = ino
         self.key = key
         self.kind = kind  # S_IFMT bits
-        # (parent Node, name) for every name this object is known under; a dir has at most one
-        self.aliases: list[tuple[Node, bytes]] = []
+        # (parent Node, name) for every name this object is known under; a dir has at most one.
+        # A tuple, replaced on change: most nodes have one name, and a 1-tuple is the smallest
+        # container for it (a node per entry the kernel knows is what the daemon's memory is)
+        self.aliases: tuple[tuple[Node, bytes], ...] = ()
         self.upper = False  # exists in upper at its path
         self.lowers: tuple[int, ...] = ()  # lower layers taking part, top first
         self.opaque = False
@@ -97,6 +99,12 @@ class Node:
         return f"<Node {self.ino} {self.key} upper={self.upper} lowers={self.lowers}>"
 
 
+def _without(aliases: tuple, alias: tuple) -> tuple:
+    """ALIASES less the first ALIAS in it."""
+    i = aliases.index(alias)
+    return aliases[:i] + aliases[i + 1:]
+
+
 def ino_of(key: bytes) -> int:
     return xxhash.xxh64_intdigest(key) & 0x7FFF_FFFF_FFFF_FFFF
 
@@ -157,23 +165,21 @@ class NodeTable:
         last goes first: it is the one path-based operations try first."""
         alias = (parent, name)
         if alias in node.aliases:
-            node.aliases.remove(alias)
-            node.aliases.insert(0, alias)
+            node.aliases = (alias, *_without(node.aliases, alias))
             return
         if node.is_dir:
-            for old in node.aliases:
-                self._release_parent(old[0])
-            node.aliases.clear()
-        node.aliases.insert(0, alias)
+            old, node.aliases = node.aliases, ()
+            for p, _ in old:
+                self._release_parent(p)
+        node.aliases = (alias, *node.aliases)
         parent.nchild += 1
 
     def detach(self, node: Node, parent: Node, name: bytes, gone: bool = True) -> None:
         """parent/name no longer names node; `gone`: nor does anything else on disk (it keeps
         other hard links we may not know yet otherwise)."""
-        try:
-            node.aliases.remove((parent, name))
-        except ValueError:
+        if (parent, name) not in node.aliases:
             return
+        node.aliases = _without(node.aliases, (parent, name))
         if not node.aliases and gone:
             # a new object may get the real inode number: it must not find this node
             self._rekey(node)
@@ -182,7 +188,8 @@ class NodeTable:
 
     def move(self, node: Node, old: tuple[Node, bytes], new: tuple[Node, bytes]) -> None:
         if old in node.aliases:
-            node.aliases[node.aliases.index(old)] = new
+            i = node.aliases.index(old)
+            node.aliases = (*node.aliases[:i], new, *node.aliases[i + 1:])
             new[0].nchild += 1
             self._release_parent(old[0])
         else:
@@ -213,7 +220,7 @@ class NodeTable:
         if node.pin is not None:
             os.close(node.pin)
             node.pin = None
-        aliases, node.aliases = node.aliases, []
+        aliases, node.aliases = node.aliases, ()
         for parent, _ in aliases:
             self._release_parent(parent)
 

@@ -46,6 +46,11 @@ class MountError(Exception):
     """A failure after validation (the mount could not be made, the daemon died): exit 1."""
 
 
+#: Set in a child of `cowfs serve` (serve.py): that process becomes the background daemon itself
+#: (run() does not fork) and reports "mounted" or why not through this instead of a pipe.
+served_report: Report | None = None
+
+
 # ---------------------------------------------------------------------------------------------
 # logging
 
@@ -337,10 +342,8 @@ def _run_foreground(
     return code
 
 
-def _child(
-    cfg: MountConfig, log_file: str | None, debug_fuse: bool, ignored: tuple[str, ...], w: int
-) -> int:
-    """The background daemon, after fork: detach, then serve()."""
+def _pipe_report(w: int) -> Report:
+    """report() of a daemon forked by `cowfs mount`: one line ("OK" or "ERR why") into pipe w."""
 
     def report(ok: bool, msg: str) -> None:
         nonlocal w
@@ -354,6 +357,14 @@ def _child(
         os.close(w)
         w = -1
 
+    return report
+
+
+def _child(
+    cfg: MountConfig, log_file: str | None, debug_fuse: bool, ignored: tuple[str, ...],
+    report: Report,
+) -> int:
+    """The background daemon, after fork: detach, then serve()."""
     try:
         os.setsid()
         os.chdir("/")
@@ -405,7 +416,7 @@ def _run_background(
         os.close(r)
         code = 1
         try:
-            code = _child(cfg, log_file, debug_fuse, ignored, w)
+            code = _child(cfg, log_file, debug_fuse, ignored, _pipe_report(w))
         finally:
             logging.shutdown()
             os._exit(code)
@@ -438,6 +449,11 @@ def run(
     ignored_options: tuple[str, ...] = (),
 ) -> int:
     """Mount cfg; in the background unless `foreground`. Returns the exit status."""
+    if served_report is not None:  # this process is the daemon (serve.py): no fork
+        if foreground:
+            raise UsageError("--foreground: a mount made through cowfs serve runs in the "
+                             "background")
+        return _child(cfg, log_file, debug_fuse, ignored_options, served_report)
     if foreground:
         return _run_foreground(cfg, log_file, debug_fuse, ignored_options)
     return _run_background(cfg, log_file, debug_fuse, ignored_options)

@@ -24,49 +24,22 @@ another snapshot) raises UsageError: one line, exit status 2, nothing created.
 """
 from __future__ import annotations
 
-import argparse
 import fcntl
 import os
 import time
+from typing import TYPE_CHECKING
 
 from . import layers
 from .config import FSTYPE, UsageError, build_config, is_within, mount_at
 from .mount import MountError, run, unmount
 
+if TYPE_CHECKING:
+    import argparse
+
 MANIFEST = "MANIFEST"
 #: How long a command waits for DIR's lock when DIR is not mounted here any more: the daemon
 #: lets go of it just after its unmount (e.g. `sandbox umount M && sandbox reset DIR`).
 LOCK_WAIT = 5.0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register `cowfs sandbox ...` with the CLI's subcommands."""
-    p = sub.add_parser(
-        "sandbox",
-        help="private, resettable copy-on-write views of a shared snapshot",
-        description="Mount a snapshot copy-on-write with its changes kept in a state directory.",
-    )
-    acts = p.add_subparsers(dest="action", metavar="ACTION")
-    m = acts.add_parser(
-        "mount",
-        help="mount a sandbox over a snapshot",
-        description=(
-            "Mount SNAPSHOT (a snapshot root, whose `current` is resolved now, or a snapshot "
-            "dir) at MOUNTPOINT; changes go to STATE/upper. STATE is created if missing."
-        ),
-    )
-    m.add_argument("mountpoint", metavar="MOUNTPOINT")
-    m.add_argument("--snapshot", required=True, metavar="SNAPSHOT",
-                   help="snapshot root (ROOT/current is used) or snapshot directory")
-    m.add_argument("--state", required=True, metavar="DIR",
-                   help="the sandbox's own directory (upper, work, records)")
-    m.add_argument("--subdir", metavar="SUB",
-                   help="mount SNAPSHOT/SUB instead of the whole snapshot (e.g. pip)")
-    r = acts.add_parser("reset", help="drop every change of a sandbox (it must not be mounted)")
-    r.add_argument("state", metavar="DIR")
-    u = acts.add_parser("umount", aliases=["unmount"], help="unmount a sandbox (cowfs umount)")
-    u.add_argument("mountpoint", metavar="MOUNTPOINT")
-    u.add_argument("-z", "--lazy", action="store_true", help="lazy unmount (detach even if busy)")
 
 
 def main(args: argparse.Namespace) -> int:
