@@ -6,8 +6,10 @@ import errno
 import json
 import os
 import stat
+import weakref
 
 import pyfuse3
+import trio
 
 from . import namei
 from .config import MountConfig
@@ -33,6 +35,8 @@ class Overlay:
         self.am_root = os.geteuid() == 0
         self.own_lowers = cfg.own_lowers
         self.uid, self.gid = os.geteuid(), os.getegid()
+        # unlinked regular files whose pin holds their data (space_after_forgets)
+        self.pinned_data: weakref.WeakSet[Node] = weakref.WeakSet()
         root_upper = self.upper is not None
         root_opaque = root_upper and namei.markers.is_opaque_value(
             self.upper.try_getxattr(b".", namei.markers.OPAQUE))
@@ -166,6 +170,10 @@ class Overlay:
                 node.pin = self.layer_of(node).open(self.path_of(node), os.O_PATH)
             except OSError:
                 mine = False  # unreachable already: its attributes are ENOENT, as before
+            else:
+                st = os.fstat(node.pin)
+                if stat.S_ISREG(st.st_mode) and st.st_blocks:
+                    self.pinned_data.add(node)
         try:
             yield
         except BaseException:
@@ -173,6 +181,25 @@ class Overlay:
                 os.close(node.pin)
                 node.pin = None
             raise
+
+    async def space_after_forgets(self, wait: float = 0.5) -> bool:
+        """After ENOSPC: True once the space of an unlinked file came back. A pin (above) holds
+        the data of a removed file until the kernel forgets the inode, and the kernel may send
+        that FORGET after the caller's next requests (it lets queued requests go first), where
+        the kernel's own overlay frees the space at unlink: wait for the FORGETs (other worker
+        tasks read them) of pinned files no one has open, up to WAIT s. A file still pinned
+        after that is held for real (an O_PATH descriptor): never waited for again."""
+        held = [n for n in self.pinned_data if n.pin is not None and not n.handles]
+        if not held:
+            return False
+        deadline = trio.current_time() + wait
+        while trio.current_time() < deadline:
+            await trio.sleep(0.002)
+            if any(n.pin is None for n in held):
+                return True
+        for n in held:
+            self.pinned_data.discard(n)
+        return False
 
     def owned_mode(self, mode: int) -> int:
         """The mode a lower object has in the view (and its copy-up in the upper)."""
