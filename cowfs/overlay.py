@@ -35,8 +35,8 @@ class Overlay:
         self.am_root = os.geteuid() == 0
         self.own_lowers = cfg.own_lowers
         self.uid, self.gid = os.geteuid(), os.getegid()
-        # unlinked regular files whose pin holds their data (space_after_forgets)
-        self.pinned_data: weakref.WeakSet[Node] = weakref.WeakSet()
+        # unlinked objects whose pin holds their inode and data (space_after_forgets)
+        self.pins: weakref.WeakSet[Node] = weakref.WeakSet()
         root_upper = self.upper is not None
         root_opaque = root_upper and namei.markers.is_opaque_value(
             self.upper.try_getxattr(b".", namei.markers.OPAQUE))
@@ -171,9 +171,7 @@ class Overlay:
             except OSError:
                 mine = False  # unreachable already: its attributes are ENOENT, as before
             else:
-                st = os.fstat(node.pin)
-                if stat.S_ISREG(st.st_mode) and st.st_blocks:
-                    self.pinned_data.add(node)
+                self.pins.add(node)
         try:
             yield
         except BaseException:
@@ -183,13 +181,13 @@ class Overlay:
             raise
 
     async def space_after_forgets(self, wait: float = 0.5) -> bool:
-        """After ENOSPC: True once the space of an unlinked file came back. A pin (above) holds
-        the data of a removed file until the kernel forgets the inode, and the kernel may send
-        that FORGET after the caller's next requests (it lets queued requests go first), where
-        the kernel's own overlay frees the space at unlink: wait for the FORGETs (other worker
-        tasks read them) of pinned files no one has open, up to WAIT s. A file still pinned
-        after that is held for real (an O_PATH descriptor): never waited for again."""
-        held = [n for n in self.pinned_data if n.pin is not None and not n.handles]
+        """After ENOSPC: True once the space of an unlinked object came back. A pin (above)
+        holds a removed object's inode and data until the kernel forgets it, and the kernel may
+        send that FORGET after the caller's next requests (it lets queued requests go first),
+        where the kernel's own overlay frees them at unlink: wait for the FORGETs (other worker
+        tasks read them) of pinned objects no one has open, up to WAIT s. One still pinned
+        after that is held for real (an O_PATH descriptor, a cwd): never waited for again."""
+        held = [n for n in self.pins if n.pin is not None and not n.handles]
         if not held:
             return False
         deadline = trio.current_time() + wait
@@ -198,7 +196,7 @@ class Overlay:
             if any(n.pin is None for n in held):
                 return True
         for n in held:
-            self.pinned_data.discard(n)
+            self.pins.discard(n)
         return False
 
     def owned_mode(self, mode: int) -> int:
