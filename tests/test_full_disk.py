@@ -158,7 +158,7 @@ def run_each(pair, ops: list) -> tuple[list, list]:
     return (overlay.run_ops(pair.kernel.mnt, ops), overlay.run_ops(pair.cowfs.mnt, ops))
 
 
-def fill_blocks(pair, fs: str) -> None:
+def fill_blocks(pair) -> None:
     """Fill both upper filesystems' blocks: one big file, then a tail appended in 4 KiB and
     1 KiB pieces until ENOSPC (ext4 refuses a big write some blocks before it is full)."""
     tail = [["open", "t", f"{FILL}/tail", ["O_WRONLY", "O_CREAT", "O_APPEND"]]]
@@ -215,7 +215,7 @@ def test_full_filesystem(overlay_pair, fs):
     mounts."""
     pair = overlay_pair(LOWER, upper_fs=upper_fs_for(fs, "1m" if fs == "tmpfs" else "8m"))
     run_same(pair, BEFORE)
-    fill_blocks(pair, fs)
+    fill_blocks(pair)
     out = run_same(pair, READS + CHANGES + READS)
     changes = out.cowfs[len(READS):len(READS) + len(CHANGES)]
     for i in (0, 1, 17):  # whatever else finds room, new data does not fit
@@ -291,7 +291,7 @@ def test_space_of_unlinked_file_comes_back_at_once(overlay_pair):
     pair = overlay_pair(lower, upper_fs="tmpfs:size=1m")
     run_same(pair, [["chmod", f"l{i}", 0o600] for i in range(40)]
              + [["write_file", f"u{i}", "upper\n"] for i in range(40)], trees=False)
-    fill_blocks(pair, "tmpfs")
+    fill_blocks(pair)
     ops = [op for i in range(40) for op in (
         ["unlink", f"l{i}"], ["write_file", f"n{i}", "y"],  # a whiteout over an upper copy
         ["unlink", f"u{i}"], ["write_file", f"m{i}", "y"])]  # an upper-only file
@@ -334,12 +334,13 @@ READ_ONLY_EXTRA = [
 ]
 
 
-def test_read_only_upper(overlay_pair):
+@pytest.mark.parametrize("fs", ["tmpfs", "ext4"])
+def test_read_only_upper(overlay_pair, fs):
     """The upper's filesystem remounted read-only under the running mounts: every read is
     served, every change gives EROFS, as on the kernel (access(W_OK) is the one difference:
     EXPECTED_DIFFERENCES "ro-upper-access"); remounted read-write, the changes succeed without
     a remount of the overlay."""
-    pair = overlay_pair(LOWER, upper_fs="tmpfs:size=8m")
+    pair = overlay_pair(LOWER, upper_fs=upper_fs_for(fs, "8m"))
     run_same(pair, BEFORE)
     pair.remount_upper_fs("ro")
     try:
