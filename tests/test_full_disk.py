@@ -27,6 +27,7 @@ import pytest
 
 import overlay
 from overlay import Dir, File
+from test_diff import cowfs, ok
 
 BIG = 3 << 20  # a lower file bigger than a whole small upper filesystem
 BIG_DATA = random.Random(1).randbytes(BIG)
@@ -202,6 +203,13 @@ def test_copyup_bigger_than_free_space(overlay_pair, fs):
         assert statvfs(pair, side).f_bfree == free[side], side
     with open(os.path.join(pair.cowfs_layers.lowers[0], "big.bin"), "rb") as f:
         assert f.read() == BIG_DATA
+    # unmounted, `cowfs fsck` finds nothing to repair in either upper or work dir; mounted again
+    pair.unmount()
+    for side in ("kernel", "cowfs"):
+        lay = layers(pair, side)
+        assert ok(cowfs("fsck", "--upper", lay.upper, "--work", lay.work)) == "", side
+    pair.kernel_layers.new_work()
+    pair.mount()
     # without its data the copy fits: open(O_TRUNC) copies up an empty file
     run_same(pair, [["open", "t", "big.bin", ["O_WRONLY", "O_TRUNC"]], ["write", "t", "now\n"],
                     ["close", "t"], ["read_file", "big.bin"], ["stat", "big.bin"]])
