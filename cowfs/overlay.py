@@ -180,7 +180,7 @@ class Overlay:
                 node.pin = None
             raise
 
-    async def space_after_forgets(self, wait: float = 0.5) -> bool:
+    async def space_after_forgets(self, wait: float = 1.0) -> bool:
         """After ENOSPC: True once the space of an unlinked object came back. A pin (above)
         holds a removed object's inode and data until the kernel forgets it, and the kernel may
         send that FORGET after the caller's next requests (it lets queued requests go first),
