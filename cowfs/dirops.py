@@ -17,7 +17,7 @@ from . import markers
 from .copyup import copy_up, ensure_upper_dir
 from .files import DROP_FLAGS
 from .inodes import Node
-from .layers import RENAME_EXCHANGE, RENAME_NOREPLACE, WHITEOUT, UpperLayer
+from .layers import RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, WHITEOUT, UpperLayer
 from .overlay import Overlay
 from .readdir import is_empty
 
@@ -292,13 +292,34 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
             upper.rename(old_path, new_path, RENAME_EXCHANGE)
             if not whiteout_old:
                 upper.unlink(old_path)
+        elif whiteout_old:
+            _rename_leaving_whiteout(upper, old_path, new_path)
         else:
             upper.rename(old_path, new_path)
-            if whiteout_old:
-                _put_whiteout(upper, old_path, None)
     if dst is not None:
         ov.table.detach(dst, pnew, nnew, gone=gone)
     ov.table.move(src, (pold, nold), (pnew, nnew))
+
+
+def _rename_leaving_whiteout(upper: UpperLayer, old: bytes, new: bytes) -> None:
+    """Rename OLD to NEW and leave a whiteout at OLD, all or nothing as the kernel does
+    (RENAME_WHITEOUT): with no room for the whiteout (ENOSPC: no inode left) nothing moves, where
+    a rename followed by a mknod would fail after the move, showing the lower object again at
+    OLD. A filesystem without RENAME_WHITEOUT (EINVAL) gets the whiteout made in the work dir
+    first, so that only the last rename, which needs no new inode, comes after the move."""
+    try:
+        upper.rename(old, new, RENAME_WHITEOUT)
+        return
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.EPERM):
+            raise
+    tmp = upper.temp_name()
+    os.mknod(tmp, markers.WHITEOUT_MODE, 0, dir_fd=upper.work_fd)
+    try:
+        upper.rename(old, new)
+        upper.from_work(tmp, old, RENAME_NOREPLACE)
+    finally:
+        upper.remove_in_work(tmp)
 
 
 async def _wait(node: Node) -> None:

@@ -24,8 +24,9 @@ ROOT = pyfuse3.ROOT_INODE
 class Node:
     """A merged object. Its location is derived from its aliases, never stored as a path."""
 
+    # __weakref__: Overlay.pins holds unlinked, pinned nodes weakly (space_after_forgets)
     __slots__ = ("ino", "key", "kind", "aliases", "upper", "lowers", "opaque", "nlookup",
-                 "nchild", "handles", "_lock", "listing", "pin")
+                 "nchild", "handles", "_lock", "listing", "pin", "__weakref__")
 
     def __init__(self, ino: int, key: bytes, kind: int):
         self.ino = ino

@@ -18,6 +18,7 @@ from . import claim, markers
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
+RENAME_WHITEOUT = 4
 WHITEOUT = -1  # the kind listdir gives a whiteout
 _PATH_MAX = 4096
 _DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

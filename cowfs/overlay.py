@@ -6,8 +6,10 @@ import errno
 import json
 import os
 import stat
+import weakref
 
 import pyfuse3
+import trio
 
 from . import namei
 from .config import MountConfig
@@ -35,6 +37,8 @@ class Overlay:
         self.uid, self.gid = os.geteuid(), os.getegid()
         # whether a lower object's attributes say who owns it (see getattr)
         self.atime_fixed = not cfg.own_lowers and bool(Layer.NOATIME)
+        # unlinked objects whose pin holds their inode and data (space_after_forgets)
+        self.pins: weakref.WeakSet[Node] = weakref.WeakSet()
         root_upper = self.upper is not None
         root_opaque = root_upper and namei.markers.is_opaque_value(
             self.upper.try_getxattr(b".", namei.markers.OPAQUE))
@@ -205,6 +209,8 @@ class Overlay:
                 node.pin = self.layer_of(node).open(self.path_of(node), os.O_PATH)
             except OSError:
                 mine = False  # unreachable already: its attributes are ENOENT, as before
+            else:
+                self.pins.add(node)
         try:
             yield
         except BaseException:
@@ -230,6 +236,25 @@ class Overlay:
                             and (self.am_root or a.st_uid == self.uid)):
                         return a
         return self.attrs(node)
+
+    async def space_after_forgets(self, wait: float = 1.0) -> bool:
+        """After ENOSPC: True once the space of an unlinked object came back. A pin (above)
+        holds a removed object's inode and data until the kernel forgets it, and the kernel may
+        send that FORGET after the caller's next requests (it lets queued requests go first),
+        where the kernel's own overlay frees them at unlink: wait for the FORGETs (other worker
+        tasks read them) of pinned objects no one has open, up to WAIT s. One still pinned
+        after that is held for real (an O_PATH descriptor, a cwd): never waited for again."""
+        held = [n for n in self.pins if n.pin is not None and not n.handles]
+        if not held:
+            return False
+        deadline = trio.current_time() + wait
+        while trio.current_time() < deadline:
+            await trio.sleep(0.002)
+            if any(n.pin is None for n in held):
+                return True
+        for n in held:
+            self.pins.discard(n)
+        return False
 
     def owned_mode(self, mode: int) -> int:
         """The mode a lower object has in the view (and its copy-up in the upper)."""

@@ -35,6 +35,9 @@ How it works
   was first seen ("op3", or a tree path), so hardlinks and copy-up identity compare exactly.
   Also: `Pair.upper_tree("kernel"|"cowfs")` (the raw upper, as root: check the on-disk format),
   `Pair.remount()`, `Pair.trees()`, and `overlay_pair(..., impl="kernel")` for a fixed peer.
+  `overlay_pair(..., upper_fs="tmpfs:size=1m,nr_inodes=64")` (or "ext4:size=8m,inodes=N") puts
+  each side's upper and work dirs on a fresh filesystem of that kind and size (full-disk
+  tests); `Pair.remount_upper_fs("ro")` remounts both under the running mounts.
 - The kernel reference is mounted by root (it cannot be mounted otherwise without a user
   namespace); the FUSE side runs as the test user. Ops and tree walks run as the test user on
   both, so permission checks match; only copy-up ownership differs (see EXPECTED_DIFFERENCES).
@@ -511,26 +514,90 @@ def _user_dir(path: str) -> str:
 
 @dataclass
 class Layers:
-    """The directories of one overlay: lowers (top first), upper, work, mountpoint."""
+    """The directories of one overlay: lowers (top first), upper, work, mountpoint.
+
+    upper_fs: the mountpoint of the upper's own filesystem (make_layers(upper_fs=...)), which
+    holds upper and every work dir; None when they live in BASE with the rest."""
     base: str
     lowers: list[str]
     upper: str | None
     work: str | None
     mnt: str
     n_work: int = 0
+    upper_fs: str | None = None
 
     def new_work(self) -> str:
-        """A fresh, empty work dir (a work dir can serve only one mount at a time)."""
+        """A fresh, empty work dir (a work dir can serve only one mount at a time), next to
+        the upper (on its filesystem)."""
         self.n_work += 1
-        self.work = _user_dir(os.path.join(self.base, f"work{self.n_work}"))
+        self.work = _user_dir(os.path.join(self.upper_fs or self.base, f"work{self.n_work}"))
         return self.work
+
+    def remount_upper_fs(self, opts: str) -> None:
+        """`mount -o remount,OPTS` of the upper's own filesystem (e.g. "ro", "rw")."""
+        if self.upper_fs is None:
+            raise HarnessError("no upper filesystem of its own (make_layers(upper_fs=...))")
+        r = _run(["mount", "-o", f"remount,{opts}", self.upper_fs])
+        if r.returncode != 0:
+            raise HarnessError(f"remount,{opts} {self.upper_fs}: {r.stderr.strip()}")
+
+    def unmount_upper_fs(self) -> None:
+        if self.upper_fs is not None and mounted_at(self.upper_fs) is not None:
+            r = _run(["umount", self.upper_fs], timeout=UMOUNT_TIMEOUT)
+            if r.returncode != 0:
+                _run(["umount", "-l", self.upper_fs], timeout=UMOUNT_TIMEOUT)
+                raise HarnessError(f"umount {self.upper_fs}: {r.stderr.strip()}; lazily")
+
+
+def _size(text: str) -> int:
+    m = re.fullmatch(r"(\d+)([kmg]?)", text.lower())
+    if not m:
+        raise ValueError(f"bad size {text!r}")
+    return int(m.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30}[m.group(2)]
+
+
+def mount_upper_fs(path: str, spec: str) -> str:
+    """A fresh, small filesystem at PATH (created) for an upper and its work dirs.
+
+    SPEC: "tmpfs:OPTIONS" (tmpfs mount options, e.g. "size=1m,nr_inodes=64") or
+    "ext4:size=8m[,inodes=N]" (an image file next to PATH, mkfs.ext4 with no root-reserved
+    blocks: the kernel reference copies up with root's credentials, the FUSE side as the test
+    user, and reserved blocks would let only the first fill them; mounted through a loop device
+    that is freed at umount). Mounted in the test session's private mount namespace."""
+    kind, _, opts = spec.partition(":")
+    os.mkdir(path, 0o755)
+    if kind == "tmpfs":
+        cmd = ["mount", "-t", "tmpfs", "-o", ",".join(filter(None, ["mode=0755", opts])),
+               "cowfs-upper", path]
+    elif kind == "ext4":
+        kv = dict(o.split("=", 1) for o in opts.split(",") if o)
+        img = path + ".img"
+        with open(img, "wb") as f:
+            f.truncate(_size(kv.get("size", "8m")))
+        mkfs = ["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "lazy_itable_init=0,nodiscard"]
+        if "inodes" in kv:
+            mkfs += ["-N", kv["inodes"]]
+        r = _run(mkfs + [img], timeout=60)
+        if r.returncode != 0:
+            raise HarnessError(f"mkfs.ext4 {img}: {r.stderr.strip()}")
+        cmd = ["mount", "-t", "ext4", "-o", "loop", img, path]
+    else:
+        raise ValueError(f"bad upper_fs {spec!r}: tmpfs:OPTIONS or ext4:size=N[,inodes=N]")
+    r = _run(cmd)
+    if r.returncode != 0:
+        raise HarnessError(f"cannot mount {spec} at {path}: {r.stderr.strip()}")
+    os.chmod(path, 0o755)
+    return path
 
 
 def make_layers(name: str, lower_specs: list, upper_spec: dict | Dir | None = None, *,
-                upper: bool = True) -> Layers:
-    """Build lowers (registered as read-only) and an upper owned by the test user."""
+                upper: bool = True, upper_fs: str | None = None) -> Layers:
+    """Build lowers (registered as read-only) and an upper owned by the test user; UPPER_FS
+    (see mount_upper_fs): upper and work dirs on a fresh filesystem of their own, BASE/upperfs
+    (unmounted by Pair.close, or by the caller with Layers.unmount_upper_fs)."""
     e = env()
     base = new_dir(name)
+    ufs = mount_upper_fs(os.path.join(base, "upperfs"), upper_fs) if upper and upper_fs else None
     lowers = []
     for i, spec in enumerate(lower_specs):
         p = os.path.join(base, f"lower{i}")
@@ -539,14 +606,14 @@ def make_layers(name: str, lower_specs: list, upper_spec: dict | Dir | None = No
         lowers.append(p)
     up = None
     if upper:
-        up = os.path.join(base, "upper")
+        up = os.path.join(ufs or base, "upper")
         if upper_spec is None:
             _user_dir(up)
         else:
             if isinstance(upper_spec, dict):
                 upper_spec = Dir(upper_spec)
             build_tree(upper_spec, up)
-    lay = Layers(base, lowers, up, None, _user_dir(os.path.join(base, "mnt")))
+    lay = Layers(base, lowers, up, None, _user_dir(os.path.join(base, "mnt")), upper_fs=ufs)
     if upper:
         lay.new_work()
     os.chown(base, e.uid, e.gid)
@@ -993,6 +1060,35 @@ def _removed_lower_changed(d: Diff, ctx: Context) -> bool:
     return refused and op in ("fchmod", "fchown")
 
 
+def _split_layer_dir_ino(d: Diff, ctx: Context) -> bool:
+    if _field(d) != "ino" or not ctx.kernel_upper:
+        return False
+    try:
+        dev = os.stat(ctx.kernel_upper).st_dev
+        if any(os.stat(low).st_dev == dev for low in ctx.lowers):
+            return False
+    except OSError:
+        return False
+    held = d.entries[0] if isinstance(d.entries[0], dict) else {}
+    if held.get("type") == "d":
+        return True
+    label = d.kernel  # a tree path for tree entries: the directory whose number it shows
+    if d.where != "tree" or not isinstance(label, str):
+        return False
+    st = ctx.upper_stat(label) or ctx.lower_stat(label)
+    return st is not None and stat.S_ISDIR(st.st_mode)
+
+
+def _ro_upper_access(d: Diff, ctx: Context) -> bool:
+    if not (_op_name(d) == "access" and '"W_OK"' in d.where
+            and d.kernel == {"errno": "EROFS"} and d.cowfs == {"ok": True}):
+        return False
+    try:
+        return bool(os.statvfs(ctx.cowfs_upper).f_flag & os.ST_RDONLY)
+    except (OSError, TypeError):
+        return False
+
+
 def _copyup_owner(d: Diff, ctx: Context) -> bool:
     last = d.field.rsplit(".", 1)[-1]
     want = {"uid": ctx.uid, "gid": ctx.gid}.get(last)
@@ -1083,6 +1179,28 @@ EXPECTED_DIFFERENCES: tuple[Expected, ...] = (
         "cowfs reads the current data. Matches only mmap_read results on copied-up files.",
         _mmap_before_copyup,
     ),
+    Expected(
+        "split-layer-dir-ino",
+        "st_ino on a kernel overlay whose upper is on another filesystem than its lowers "
+        "(full-disk tests: upper and work on a small filesystem of their own). Without xino "
+        "(off here) the kernel shows a directory with an inode number of the overlay's own, "
+        "and an upper non-directory with the upper's, told apart by st_dev only, which the "
+        "harness does not compare: a directory and a file may show one number (seen: an "
+        "upper dir and an upper file of a fresh tmpfs, 10 and 10). Matches only the ino of a "
+        "directory, or of a tree entry whose kernel label names a directory, and only when "
+        "the kernel upper's st_dev is none of the lowers'.",
+        _split_layer_dir_ino,
+    ),
+    Expected(
+        "ro-upper-access",
+        "access(W_OK) while the upper's filesystem is mounted read-only: the kernel's overlay "
+        "asks the upper inode, whose filesystem answers EROFS; a FUSE mount with "
+        "default_permissions answers access(2) in the kernel from the mode cowfs reports, no "
+        "request reaches the daemon, so it says yes. The write itself then fails with EROFS "
+        "on both (tests/test_full_disk.py). Matches only access ops asking W_OK where the "
+        "kernel says EROFS and cowfs yes, while the cowfs upper's filesystem is read-only.",
+        _ro_upper_access,
+    ),
 )
 
 
@@ -1162,10 +1280,11 @@ class Pair:
     """The same lowers (and optional upper) mounted twice: kernel overlay and IMPL."""
 
     def __init__(self, lower_specs: list, upper: dict | Dir | None = None, *,
-                 impl: str | None = None, name: str = "pair"):
+                 impl: str | None = None, name: str = "pair", upper_fs: str | None = None):
         self.impl = impl or env().impl
-        self.kernel_layers = make_layers(f"{name}-kernel", lower_specs, upper)
-        self.cowfs_layers = make_layers(f"{name}-{self.impl}", lower_specs, upper)
+        self.kernel_layers = make_layers(f"{name}-kernel", lower_specs, upper, upper_fs=upper_fs)
+        self.cowfs_layers = make_layers(f"{name}-{self.impl}", lower_specs, upper,
+                                        upper_fs=upper_fs)
         self.kernel: Mount | None = None
         self.cowfs: Mount | None = None
         self.mount()
@@ -1221,12 +1340,22 @@ class Pair:
         lay = self.cowfs_layers if side == "cowfs" else self.kernel_layers
         return dump_tree(lay.upper, user=False)
 
+    def remount_upper_fs(self, opts: str) -> None:
+        """`mount -o remount,OPTS` of both sides' upper filesystems (upper_fs= pairs)."""
+        for lay in (self.kernel_layers, self.cowfs_layers):
+            lay.remount_upper_fs(opts)
+
     def close(self) -> None:
-        """Unmount, then check that neither side's lowers changed."""
+        """Unmount (and the upper filesystems, if any), then check that neither side's lowers
+        changed."""
         try:
             self.unmount()
         finally:
-            check_lowers(self.kernel_layers.lowers + self.cowfs_layers.lowers)
+            try:
+                for lay in (self.kernel_layers, self.cowfs_layers):
+                    lay.unmount_upper_fs()
+            finally:
+                check_lowers(self.kernel_layers.lowers + self.cowfs_layers.lowers)
 
 
 def rmtree_checked(path: str) -> None:
