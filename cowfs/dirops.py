@@ -17,7 +17,7 @@ from . import markers
 from .copyup import copy_up, ensure_upper_dir
 from .files import DROP_FLAGS
 from .inodes import Node
-from .layers import RENAME_EXCHANGE, RENAME_NOREPLACE, WHITEOUT, UpperLayer
+from .layers import RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, WHITEOUT, UpperLayer
 from .overlay import Overlay
 from .readdir import is_empty
 
@@ -81,9 +81,10 @@ def _replace_whiteout(upper: UpperLayer, tmp: bytes, path: bytes) -> None:
         mode = stat.S_IMODE(st.st_mode)
         os.chmod(tmp, mode | stat.S_IRWXU, dir_fd=upper.work_fd)
         _set_opaque_in_work(upper, tmp)
-        upper.from_work(tmp, path, RENAME_EXCHANGE)
-        upper.remove_in_work(tmp)
-        upper.chmod(path, mode)
+        with upper.mode_noted(path, mode, True):  # a kill before the chmod: put right at mount
+            upper.from_work(tmp, path, RENAME_EXCHANGE)
+            upper.remove_in_work(tmp)
+            upper.chmod(path, mode)
     else:
         upper.from_work(tmp, path)
 
@@ -226,9 +227,11 @@ def _put_whiteout(upper: UpperLayer, path: bytes, old: os.stat_result | None) ->
             mode = stat.S_IMODE(old.st_mode)
             if mode & stat.S_IRWXU != stat.S_IRWXU:
                 # moving a dir to another parent needs write permission on it; it goes anyway,
-                # and gets its mode back for a descriptor still open on it
-                upper.chmod(path, mode | stat.S_IRWXU)
-                upper.from_work(tmp, path, RENAME_EXCHANGE)
+                # and gets its mode back for a descriptor still open on it (a kill before the
+                # exchange: the next mount gives it back, see mode_noted)
+                with upper.mode_noted(path, mode, True):
+                    upper.chmod(path, mode | stat.S_IRWXU)
+                    upper.from_work(tmp, path, RENAME_EXCHANGE)
                 os.chmod(tmp, mode, dir_fd=upper.work_fd)
             else:
                 upper.from_work(tmp, path, RENAME_EXCHANGE)  # the old dir (whiteouts only) is tmp
@@ -286,19 +289,39 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
     gone = not _other_links(target)
     with ov.pinned(dst, gone):
         if target is not None and stat.S_ISDIR(target.st_mode):
+            if dst is not None and dst.lowers and not dst.opaque:
+                # its whiteouts hide lower entries: opaque first (the view of an empty dir
+                # does not change), so that a kill while they go shows nothing new
+                with upper.granted(new_path, stat.S_IWUSR):
+                    upper.setxattr(new_path, markers.OPAQUE, b"y")
+                dst.opaque = True
             _clear_whiteouts(upper, new_path)
         if src.is_dir and target is not None and markers.is_whiteout(target):
             # a directory cannot replace a device: swap, then the old name holds the whiteout
             upper.rename(old_path, new_path, RENAME_EXCHANGE)
             if not whiteout_old:
                 upper.unlink(old_path)
+        elif whiteout_old:
+            _rename_whiteout(upper, old_path, new_path)
         else:
             upper.rename(old_path, new_path)
-            if whiteout_old:
-                _put_whiteout(upper, old_path, None)
     if dst is not None:
         ov.table.detach(dst, pnew, nnew, gone=gone)
     ov.table.move(src, (pold, nold), (pnew, nnew))
+
+
+def _rename_whiteout(upper: UpperLayer, old_path: bytes, new_path: bytes) -> None:
+    """Rename and leave a whiteout at the old name in one syscall (RENAME_WHITEOUT, which
+    Linux allows the unprivileged since 5.8): a kill never shows the lower object again at the
+    old name beside the renamed one. Two steps where the upper's filesystem cannot."""
+    try:
+        upper.rename(old_path, new_path, RENAME_WHITEOUT)
+        return
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+    upper.rename(old_path, new_path)
+    _put_whiteout(upper, old_path, None)
 
 
 async def _wait(node: Node) -> None:
