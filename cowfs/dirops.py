@@ -60,8 +60,9 @@ def make(ov: Overlay, parent: Node, name: bytes, creds: Creds | None,
             if owner is not None:
                 os.chown(rel, *owner, dir_fd=dirfd, follow_symlinks=False)
             if over_whiteout:
+                # all of it in the work dir: one rename puts it in place, whole
+                _inherit_setgid(upper, parent.path(), dirfd, rel)
                 _replace_whiteout(upper, rel, path)
-                _inherit_setgid(upper, parent.path(), path)
         except BaseException:
             if fd is not None:
                 os.close(fd)
@@ -89,19 +90,20 @@ def _replace_whiteout(upper: UpperLayer, tmp: bytes, path: bytes) -> None:
         upper.from_work(tmp, path)
 
 
-def _inherit_setgid(upper: UpperLayer, parent_path: bytes, path: bytes) -> None:
+def _inherit_setgid(upper: UpperLayer, parent_path: bytes, dirfd: int,
+                    rel: bytes) -> None:
     """What the filesystem does for an object made in a setgid dir, for one built in the work
-    dir: the dir's group, and S_ISGID on a directory."""
+    dir (REL in DIRFD), before it goes in place: the dir's group, and S_ISGID on a directory."""
     pst = upper.lstat(parent_path)
     if not pst.st_mode & stat.S_ISGID:
         return
-    st = upper.lstat(path)
+    st = os.stat(rel, dir_fd=dirfd, follow_symlinks=False)
     try:
-        upper.chown(path, -1, pst.st_gid)
+        os.chown(rel, -1, pst.st_gid, dir_fd=dirfd, follow_symlinks=False)
     except PermissionError:
         return  # rootless, not in that group: the group stays the user's
     if stat.S_ISDIR(st.st_mode):
-        upper.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_ISGID)
+        os.chmod(rel, stat.S_IMODE(st.st_mode) | stat.S_ISGID, dir_fd=dirfd)
 
 
 def _set_opaque_in_work(upper: UpperLayer, tmp: bytes) -> None:

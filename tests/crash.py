@@ -44,7 +44,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import overlay  # noqa: E402
-from overlay import Dir, File, Symlink  # noqa: E402
+from overlay import Dir, File, Hardlink, Symlink  # noqa: E402
 
 MiB = 1 << 20
 RECENT_NS = 10 ** 9 * 3600  # a time this close to now is "recent" (made during the test)
@@ -99,6 +99,18 @@ SCENARIOS = [
          ["open", "f", "w", ["O_WRONLY", "O_CREAT", "O_EXCL"], 0o600], ["write", "f", "new\n"],
          ["close", "f"]],
         setup=[["unlink", "o/x"], ["unlink", "o/y"]]),
+    Scenario(
+        "setgid-dir", "new objects over whiteouts in a setgid dir (group and S_ISGID inherited)",
+        {"sg": Dir({"f": "f\n", "g": "g\n", "s": "s\n"}, mode=0o2775)},
+        [["mkdir", "sg/f", 0o750], ["open", "n", "sg/g", ["O_WRONLY", "O_CREAT"], 0o640],
+         ["close", "n"], ["symlink", "f", "sg/s"]],
+        setup=[["unlink", "sg/f"], ["unlink", "sg/g"], ["unlink", "sg/s"]]),
+    Scenario(
+        "copyup-hardlinked", "copy-up of lower files with hard links (one name written, "
+        "another chmod'ed, one renamed)",
+        {"a": "linked\n", "b": Hardlink("a"), "c": Hardlink("a"), "d": "d\n"},
+        [_open_append("f", "a"), ["write", "f", "more\n"], ["close", "f"], ["chmod", "b", 0o600],
+         ["rename", "c", "c2"]]),
     Scenario(
         "rename-whiteout", "rename of lower entries (leaves whiteouts), over a lower target",
         {"a": "a\n", "b": "b\n", "t": "t\n", "sl": Symlink("a"), "m": Dir({"z": "z\n"})},
@@ -261,6 +273,23 @@ def work_entries(lay: overlay.Layers) -> list[str]:
     return sorted(os.listdir(scratch)) if os.path.isdir(scratch) else []
 
 
+def same_state(tree: dict, legal: dict) -> bool:
+    """TREE is LEGAL, but for one thing a copy-up shows, on kernel overlayfs (without index=on)
+    too: the copy of a lower file with hard links has a link count of 1. A kill between the
+    copy-up and the change it was for (a chmod of one name of a lower hard link) shows that."""
+    if tree == legal:
+        return True
+    if set(tree) != set(legal):
+        return False
+    for p, want in legal.items():
+        got = tree[p]
+        if got != want and not (got.get("type") == want.get("type") == "f"
+                                and got.get("nlink") == 1 and want.get("nlink", 0) > 1
+                                and {**got, "nlink": want["nlink"]} == want):
+            return False
+    return True
+
+
 def tree_diff(a: dict, b: dict, limit: int = 12) -> list[str]:
     out = []
     for p in sorted(set(a) | set(b)):
@@ -396,7 +425,7 @@ class Runner:
                 msgs.append(f"work dir not emptied by the remount: {left}")
         msgs += fsck_problems(self.lay)
         legal = [self.state(i) for i in range(done, min(done + 2, len(self.sc.ops) + 1))]
-        if tree not in legal:
+        if not any(same_state(tree, s) for s in legal):
             msgs.append(f"merged tree is neither S{done} (before op {done}: "
                         f"{json.dumps(self.sc.ops[done] if done < len(self.sc.ops) else None)}) "
                         f"nor S{done + 1}; against S{done}:\n"
