@@ -11,10 +11,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import logging
 import os
 import stat
 
 from . import claim, markers
+
+log = logging.getLogger(__name__)
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
@@ -230,7 +233,10 @@ class UpperLayer(Layer):
         names = [os.fsencode(n) for n in os.listdir(self.work_fd)]
         for name in sorted((n for n in names if n.startswith(NOTE_PREFIX)),
                            key=note_order, reverse=True):
-            put_back_mode(self, self.work_fd, name)
+            try:
+                put_back_mode(self, self.work_fd, name)
+            except OSError as e:  # not ours any more, a dir on the way lost search permission
+                log.warning("work dir note %r: mode not given back: %s", name, e)
         for name in names:
             remove_tree(self.work_fd, name)
 

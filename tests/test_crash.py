@@ -6,7 +6,7 @@ dirs, link of lower files, xattr changes, fsync), the daemon is SIGKILLed just b
 changes it makes to the disk (tests/crashkill.c counts them), then remounted: the merged tree must
 be the state before or after the interrupted op, `cowfs fsck` clean, the work dir emptied.
 
-CI kills at COWFS_CRASH_SAMPLE (default 3) points per scenario drawn with COWFS_CRASH_SEED, plus
+CI kills at COWFS_CRASH_SAMPLE (default 2) points per scenario drawn with COWFS_CRASH_SEED, plus
 the regression points below (each: the matching change and the one after it). `make crash` kills
 at every point of every scenario.
 """
@@ -18,7 +18,7 @@ import pytest
 
 import crash
 
-SAMPLE = int(os.environ.get("COWFS_CRASH_SAMPLE", "3"))
+SAMPLE = int(os.environ.get("COWFS_CRASH_SAMPLE", "2"))
 SEED = int(os.environ.get("COWFS_CRASH_SEED", "20261206"))
 
 # Kill points that once broke crash safety, as regexes over the change ("renameat2 /upper/a"):
