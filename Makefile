@@ -15,6 +15,8 @@ APT_PACKAGES := fuse3 libfuse3-dev pkg-config attr fuse-overlayfs stress-ng gcc 
 # how long `make fuzz` runs the differential fuzzer, and its seed (empty: a fresh one)
 FUZZ_SECONDS ?= 600
 SEED ?=
+# extra arguments for `make crash` (tests/crash.py), e.g. CRASH_ARGS="--scenario fsync -v"
+CRASH_ARGS ?=
 # extra arguments for `python -m bench`, e.g. BENCH_ARGS="--only walk --runs 3"
 BENCH_ARGS ?=
 # extra arguments for `python -m bench.perreq`, e.g. PERREQ_ARGS="--quick --ops listdir-warm"
@@ -31,7 +33,7 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo 1)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all deps venv test demo clean testenv fuzz bench bench-perreq
+.PHONY: all deps venv test demo clean testenv fuzz crash bench bench-perreq
 
 all: venv
 
@@ -94,6 +96,12 @@ test: deps venv testenv
 fuzz: deps venv testenv
 	@cd '$(CURDIR)' && COWFS_TEST_USER=$(TEST_USER) unshare -m --propagation private \
 	  $(VENV)/bin/python tests/fuzz.py --seconds $(FUZZ_SECONDS) $(if $(SEED),--seed $(SEED))
+
+# Kill at any point: SIGKILL the daemon before every change to the disk of every crash scenario,
+# remount and check (tests/crash.py; CI runs a sample in tests/test_crash.py). Prints the kills.
+crash: deps venv testenv
+	@cd '$(CURDIR)' && COWFS_TEST_USER=$(TEST_USER) timeout -k 30 $(TEST_TIMEOUT) \
+	  unshare -m --propagation private $(VENV)/bin/python tests/crash.py $(CRASH_ARGS)
 
 # --- benchmarks -------------------------------------------------------------------------------
 # raw dir, kernel overlay, fuse-overlayfs and cowfs side by side (bench/, README "Benchmarks").

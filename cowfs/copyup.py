@@ -12,6 +12,7 @@ import errno
 import logging
 import os
 import stat
+import time
 
 import trio
 
@@ -65,18 +66,26 @@ def _ensure_upper_dir(ov: Overlay, node: Node) -> None:
     lower = ov.lowers[node.lowers[0]]
     path = node.path()
     st = lower.lstat(path)
+    mode = stat.S_IMODE(ov.owned_mode(st.st_mode))
+    # Everything in the work dir, then one rename: a kill leaves no half-copied dir. But moving
+    # a dir to another parent needs write permission on it (its ".." changes): one its mode
+    # keeps from its owner gets mode and times once in place, the mode noted (a kill before
+    # the chmod: the next mount puts it right).
+    movable = ov.am_root or bool(mode & stat.S_IWUSR)
     tmp = upper.temp_name()
     os.mkdir(tmp, 0o700, dir_fd=upper.work_fd)
     try:
-        # mode and times once in place: moving a 0555 dir to another parent needs write
-        # permission on it (its ".." changes)
-        _copy_meta(ov, lower, path, tmp, st, final=False)
-        _place(ov, upper, tmp, path, parent)
+        _copy_meta(ov, lower, path, tmp, st, final=movable)
+        if movable:
+            _place(ov, upper, tmp, path, parent)
+        else:
+            with upper.mode_noted(path, mode, True):
+                _place(ov, upper, tmp, path, parent)
+                upper.chmod(path, mode)
+            upper.utime(path, (st.st_atime_ns, st.st_mtime_ns))
     except BaseException:
         upper.remove_in_work(tmp)
         raise
-    upper.chmod(path, stat.S_IMODE(ov.owned_mode(st.st_mode)))
-    upper.utime(path, (st.st_atime_ns, st.st_mtime_ns))
     node.upper = True
     node.listing = None
     ov.attrs_changed(node)  # now merged: its link count reads 1
@@ -112,7 +121,10 @@ async def _copy_up_file(ov: Overlay, node: Node, data: bool) -> None:
             os.symlink(lower.readlink(path), tmp, dir_fd=upper.work_fd)
         else:
             os.mknod(tmp, st.st_mode, st.st_rdev, dir_fd=upper.work_fd)
-        _copy_meta(ov, lower, path, tmp, st, origin=node.key)
+        # Without the data it is the file as the truncate that follows makes it: placed with
+        # the lower's mtime, a kill before that truncate would show old times on new content.
+        mtime = time.time_ns() if not data and st.st_size else None
+        _copy_meta(ov, lower, path, tmp, st, origin=node.key, mtime_ns=mtime)
         # A rename while the data was copied moved the object: place it where it is now.
         if not node.aliases:
             raise OSError(errno.ENOENT, "unlinked during copy-up")
@@ -192,7 +204,8 @@ def _copy_plain(src: int, dst: int, start: int, end: int) -> int:
 
 
 def _copy_meta(ov: Overlay, lower: Layer, path: bytes, tmp: bytes, st: os.stat_result,
-               origin: bytes | None = None, final: bool = True) -> None:
+               origin: bytes | None = None, final: bool = True,
+               mtime_ns: int | None = None) -> None:
     """xattrs first (a later chown would drop security.capability), then owner, mode, times
     (own_lowers: the copy is the mounting user's, owner-writable, as the view showed it)."""
     wfd = ov.writable.work_fd
@@ -216,7 +229,8 @@ def _copy_meta(ov: Overlay, lower: Layer, path: bytes, tmp: bytes, st: os.stat_r
         return
     if not stat.S_ISLNK(st.st_mode):
         os.chmod(tmp, stat.S_IMODE(ov.owned_mode(st.st_mode)), dir_fd=wfd)
-    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=wfd, follow_symlinks=False)
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns if mtime_ns is None else mtime_ns),
+             dir_fd=wfd, follow_symlinks=False)
 
 
 def _try_xattr(proc: str, name: bytes, value: bytes) -> None:

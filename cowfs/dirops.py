@@ -60,8 +60,9 @@ def make(ov: Overlay, parent: Node, name: bytes, creds: Creds | None,
             if owner is not None:
                 os.chown(rel, *owner, dir_fd=dirfd, follow_symlinks=False)
             if over_whiteout:
+                # all of it in the work dir: one rename puts it in place, whole
+                _inherit_setgid(upper, parent.path(), dirfd, rel)
                 _replace_whiteout(upper, rel, path)
-                _inherit_setgid(upper, parent.path(), path)
         except BaseException:
             if fd is not None:
                 os.close(fd)
@@ -81,26 +82,28 @@ def _replace_whiteout(upper: UpperLayer, tmp: bytes, path: bytes) -> None:
         mode = stat.S_IMODE(st.st_mode)
         os.chmod(tmp, mode | stat.S_IRWXU, dir_fd=upper.work_fd)
         _set_opaque_in_work(upper, tmp)
-        upper.from_work(tmp, path, RENAME_EXCHANGE)
-        upper.remove_in_work(tmp)
-        upper.chmod(path, mode)
+        with upper.mode_noted(path, mode, True):  # a kill before the chmod: put right at mount
+            upper.from_work(tmp, path, RENAME_EXCHANGE)
+            upper.remove_in_work(tmp)
+            upper.chmod(path, mode)
     else:
         upper.from_work(tmp, path)
 
 
-def _inherit_setgid(upper: UpperLayer, parent_path: bytes, path: bytes) -> None:
+def _inherit_setgid(upper: UpperLayer, parent_path: bytes, dirfd: int,
+                    rel: bytes) -> None:
     """What the filesystem does for an object made in a setgid dir, for one built in the work
-    dir: the dir's group, and S_ISGID on a directory."""
+    dir (REL in DIRFD), before it goes in place: the dir's group, and S_ISGID on a directory."""
     pst = upper.lstat(parent_path)
     if not pst.st_mode & stat.S_ISGID:
         return
-    st = upper.lstat(path)
+    st = os.stat(rel, dir_fd=dirfd, follow_symlinks=False)
     try:
-        upper.chown(path, -1, pst.st_gid)
+        os.chown(rel, -1, pst.st_gid, dir_fd=dirfd, follow_symlinks=False)
     except PermissionError:
         return  # rootless, not in that group: the group stays the user's
     if stat.S_ISDIR(st.st_mode):
-        upper.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_ISGID)
+        os.chmod(rel, stat.S_IMODE(st.st_mode) | stat.S_ISGID, dir_fd=dirfd)
 
 
 def _set_opaque_in_work(upper: UpperLayer, tmp: bytes) -> None:
@@ -226,9 +229,11 @@ def _put_whiteout(upper: UpperLayer, path: bytes, old: os.stat_result | None) ->
             mode = stat.S_IMODE(old.st_mode)
             if mode & stat.S_IRWXU != stat.S_IRWXU:
                 # moving a dir to another parent needs write permission on it; it goes anyway,
-                # and gets its mode back for a descriptor still open on it
-                upper.chmod(path, mode | stat.S_IRWXU)
-                upper.from_work(tmp, path, RENAME_EXCHANGE)
+                # and gets its mode back for a descriptor still open on it (a kill before the
+                # exchange: the next mount gives it back, see mode_noted)
+                with upper.mode_noted(path, mode, True):
+                    upper.chmod(path, mode | stat.S_IRWXU)
+                    upper.from_work(tmp, path, RENAME_EXCHANGE)
                 os.chmod(tmp, mode, dir_fd=upper.work_fd)
             else:
                 upper.from_work(tmp, path, RENAME_EXCHANGE)  # the old dir (whiteouts only) is tmp
@@ -286,6 +291,12 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
     gone = not _other_links(target)
     with ov.pinned(dst, gone):
         if target is not None and stat.S_ISDIR(target.st_mode):
+            if dst is not None and dst.lowers and not dst.opaque:
+                # its whiteouts hide lower entries: opaque first (the view of an empty dir
+                # does not change), so that a kill while they go shows nothing new
+                with upper.granted(new_path, stat.S_IWUSR):
+                    upper.setxattr(new_path, markers.OPAQUE, b"y")
+                dst.opaque = True
             _clear_whiteouts(upper, new_path)
         if src.is_dir and target is not None and markers.is_whiteout(target):
             # a directory cannot replace a device: swap, then the old name holds the whiteout
@@ -303,15 +314,16 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
 
 def _rename_leaving_whiteout(upper: UpperLayer, old: bytes, new: bytes) -> None:
     """Rename OLD to NEW and leave a whiteout at OLD, all or nothing as the kernel does
-    (RENAME_WHITEOUT): with no room for the whiteout (ENOSPC: no inode left) nothing moves, where
-    a rename followed by a mknod would fail after the move, showing the lower object again at
-    OLD. A filesystem without RENAME_WHITEOUT (EINVAL) gets the whiteout made in the work dir
-    first, so that only the last rename, which needs no new inode, comes after the move."""
+    (RENAME_WHITEOUT, which Linux allows the unprivileged since 5.8): a kill never shows the
+    lower object again at OLD beside the renamed one, and with no room for the whiteout
+    (ENOSPC: no inode left) nothing moves. A filesystem without RENAME_WHITEOUT gets the
+    whiteout made in the work dir first, so that only the last rename, which needs no new
+    inode, comes after the move."""
     try:
         upper.rename(old, new, RENAME_WHITEOUT)
         return
     except OSError as e:
-        if e.errno not in (errno.EINVAL, errno.EPERM):
+        if e.errno not in (errno.EINVAL, errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS):
             raise
     tmp = upper.temp_name()
     os.mknod(tmp, markers.WHITEOUT_MODE, 0, dir_fd=upper.work_fd)

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from . import markers, namei
 from .config import FSTYPE, read_mountinfo
 from .diff import TYPES, read_layers, show_path
-from .layers import WHITEOUT, Layer, remove_tree
+from .layers import (NOTE_PREFIX, WHITEOUT, Layer, note_order, put_back_mode, read_note,
+                     remove_tree)
 
 
 # ovl_tempname(): "#%x". Kernel overlayfs hard-links every whiteout it makes to one 0/0 device
@@ -106,7 +107,20 @@ def check(up: _Upper, work_fd: int | None, work: str | None) -> list[Problem]:
     problems = []
     if work_fd is not None:
         scratch = os.fsencode(os.path.join(work, "work"))
-        for name in sorted(os.fsencode(n) for n in os.listdir(work_fd)):
+        names = sorted(os.fsencode(n) for n in os.listdir(work_fd))
+        # a mode lent when the daemon was killed: given back first (latest first), as a mount does
+        for name in sorted((n for n in names if n.startswith(NOTE_PREFIX)), key=note_order,
+                           reverse=True):
+            note = read_note(work_fd, name)
+            what = (f"{_text(note[0])} is to get its mode {note[1]:04o} back" if note
+                    else "malformed")
+            problems.append(Problem(
+                scratch + b"/" + name, f"leftover of an interrupted change: note of a lent "
+                f"mode ({what})", "it, giving the mode back",
+                lambda name=name: (put_back_mode(up, work_fd, name), remove_tree(work_fd, name))))
+        for name in names:
+            if name.startswith(NOTE_PREFIX):
+                continue
             if _KERNEL_TEMP.match(name) and markers.is_whiteout(
                     os.stat(name, dir_fd=work_fd, follow_symlinks=False)):
                 continue  # kernel overlayfs's shared whiteout: kept there between its mounts

@@ -11,10 +11,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import logging
 import os
 import stat
 
 from . import claim, markers
+
+log = logging.getLogger(__name__)
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
@@ -225,9 +228,17 @@ class UpperLayer(Layer):
         super().close()
 
     def clear_work(self) -> None:
-        """Leftovers of interrupted copy-ups are garbage: nothing refers to them."""
-        for name in os.listdir(self.work_fd):
-            remove_tree(self.work_fd, os.fsencode(name))
+        """Leftovers of interrupted copy-ups are garbage: nothing refers to them. Notes of
+        modes lent when the daemon was killed are carried out first (latest first)."""
+        names = [os.fsencode(n) for n in os.listdir(self.work_fd)]
+        for name in sorted((n for n in names if n.startswith(NOTE_PREFIX)),
+                           key=note_order, reverse=True):
+            try:
+                put_back_mode(self, self.work_fd, name)
+            except OSError as e:  # not ours any more, a dir on the way lost search permission
+                log.warning("work dir note %r: mode not given back: %s", name, e)
+        for name in names:
+            remove_tree(self.work_fd, name)
 
     def temp_name(self) -> bytes:
         self._seq += 1
@@ -263,16 +274,36 @@ class UpperLayer(Layer):
         """Let the daemon, for a moment, do what its own object's mode says no to: the kernel's
         overlay works on upper with privileges (a 0555 lower dir copied up still takes
         copy-ups, a chmod-000 file still has its markers read); a rootless daemon has only
-        ownership, which lets it add the permission bits and put them back."""
+        ownership, which lets it add the permission bits and put them back. A kill meanwhile
+        leaves a note that makes the next mount put them back (`mode_noted`)."""
         st = st or self.lstat(rel)
         if st.st_mode & bits == bits or st.st_uid != os.geteuid() or os.geteuid() == 0:
             yield
             return
-        self.chmod(rel, stat.S_IMODE(st.st_mode) | bits)
+        with self.mode_noted(rel, stat.S_IMODE(st.st_mode), stat.S_ISDIR(st.st_mode)):
+            self.chmod(rel, stat.S_IMODE(st.st_mode) | bits)
+            try:
+                yield
+            finally:
+                self.chmod(rel, stat.S_IMODE(st.st_mode))
+
+    @contextlib.contextmanager
+    def mode_noted(self, rel: bytes, mode: int, is_dir: bool):
+        """For the time REL's mode is not MODE (lent bits, a dir placed before its chmod): a
+        note in the work dir, a symlink made in one syscall, "<d|f><octal mode>:<path>". A
+        kill meanwhile leaves it there, and the next mount (or `cowfs fsck --repair`) gives
+        REL its MODE back (put_back_mode) before it clears the work dir."""
+        note = None
+        if len(rel) < _PATH_MAX - 16:
+            self._seq += 1
+            note = b"%s%x-%x" % (NOTE_PREFIX, os.getpid(), self._seq)
+            os.symlink(b"%s%o:%s" % (b"d" if is_dir else b"f", mode, rel), note,
+                       dir_fd=self.work_fd)
         try:
             yield
         finally:
-            self.chmod(rel, stat.S_IMODE(st.st_mode))
+            if note is not None:
+                os.unlink(note, dir_fd=self.work_fd)
 
     @contextlib.contextmanager
     def searchable(self, rel: bytes):
@@ -318,6 +349,46 @@ class UpperLayer(Layer):
 
     def removexattr(self, rel: bytes, name: bytes) -> None:
         self._xattr(os.removexattr, rel, name)
+
+
+NOTE_PREFIX = b"#cowfs-mode-"
+
+
+def note_order(name: bytes) -> tuple[int, int]:
+    """(pid, sequence) of a mode note: notes of one daemon are undone latest first."""
+    try:
+        pid, seq = name[len(NOTE_PREFIX):].split(b"-")
+        return int(pid, 16), int(seq, 16)
+    except ValueError:
+        return 0, 0
+
+
+def read_note(dirfd: int, name: bytes) -> tuple[bytes, int, bool] | None:
+    """(path, mode, is_dir) of a mode note (UpperLayer.mode_noted), None if malformed."""
+    try:
+        text = os.readlink(name, dir_fd=dirfd)
+        kind, rest = text[:1], text[1:]
+        mode, rel = rest.split(b":", 1)
+        if kind not in (b"d", b"f") or not rel:
+            return None
+        return rel, int(mode, 8), kind == b"d"
+    except (OSError, ValueError):
+        return None
+
+
+def put_back_mode(layer: Layer, dirfd: int, name: bytes) -> bytes | None:
+    """Give the object a mode note names its mode back, if it is still there and of the
+    noted kind (a whiteout now in a dir's place keeps its own); the path, or None."""
+    note = read_note(dirfd, name)
+    if note is None:
+        return None
+    rel, mode, is_dir = note
+    st = layer.try_lstat(rel)
+    if st is None or stat.S_ISLNK(st.st_mode) or stat.S_ISDIR(st.st_mode) != is_dir \
+            or markers.is_whiteout(st):
+        return None
+    layer._at(os.chmod, rel, mode)
+    return rel
 
 
 def remove_tree(dirfd: int, name: bytes) -> None:

@@ -109,3 +109,58 @@ def test_refuses_while_mounted(harness):
                     f"is in use (it is mounted by cowfs at {m.mnt})")
         usage_error(cowfs(*fsck_args(klay)), f"mounted by kernel overlayfs at {km.mnt}")
         assert os.path.exists(leftover)
+
+
+def _plant_mode_notes(lay: overlay.Layers) -> None:
+    """What a daemon killed while it lent itself a permission bit leaves (UpperLayer.mode_noted):
+    the dir d (really 0555) still 0755, and a note to put it back; a note whose object is now a
+    whiteout (the dir was exchanged away) is not carried out."""
+    up, work = lay.upper, os.path.join(lay.work, "work")
+    os.makedirs(work, mode=0o700, exist_ok=True)
+    os.chown(work, harness_ids()[0], harness_ids()[1])
+    os.chmod(os.path.join(up, "d"), 0o755)
+    os.symlink("d555:d", os.path.join(work, "#cowfs-mode-99999-2"))
+    os.symlink("d555:gone", os.path.join(work, "#cowfs-mode-99999-1"))
+
+
+MODE_LOWER = {"d": overlay.Dir({"x": "x\n"}, mode=0o555), "gone": "gone\n"}
+MODE_UPPER = {"d": overlay.Dir({"new": "new\n"}, mode=0o555), "gone": overlay.Whiteout()}
+
+
+def test_mode_note_given_back_by_repair(harness):
+    lay = overlay.make_layers("mode-note", [MODE_LOWER], MODE_UPPER)
+    _plant_mode_notes(lay)
+    work = os.path.join(lay.work, "work")
+    res = cowfs(*fsck_args(lay))
+    assert res.returncode == 1, res
+    assert (f"{work}/#cowfs-mode-99999-2: leftover of an interrupted change: note of a lent mode "
+            "(d is to get its mode 0555 back) (--repair removes it, giving the mode back)"
+            in res.stdout.splitlines()), res.stdout
+    res = cowfs(*fsck_args(lay), "--repair")
+    assert res.returncode == 0, res
+    assert stat.S_IMODE(os.stat(os.path.join(lay.upper, "d")).st_mode) == 0o555
+    assert os.listdir(work) == []
+    assert ok(cowfs(*fsck_args(lay))) == ""
+
+
+def test_mode_note_given_back_by_mount(harness):
+    lay = overlay.make_layers("mode-note-mount", [MODE_LOWER], MODE_UPPER)
+    _plant_mode_notes(lay)
+    with overlay.mount("cowfs", lay) as m:
+        res = overlay.run_ops(m.mnt, [["stat", "d"], ["listdir", "."]])
+        assert res[0]["ok"]["mode"] == "0555", res
+        assert res[1]["ok"] == ["d"], res
+        assert os.listdir(os.path.join(lay.work, "work")) == []
+    assert stat.S_IMODE(os.stat(os.path.join(lay.upper, "d")).st_mode) == 0o555
+    assert markers_whiteout(os.path.join(lay.upper, "gone"))
+    assert ok(cowfs(*fsck_args(lay))) == ""
+
+
+def harness_ids() -> tuple[int, int]:
+    e = overlay.env()
+    return e.uid, e.gid
+
+
+def markers_whiteout(path: str) -> bool:
+    st = os.lstat(path)
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
