@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import textwrap
 import time
 
@@ -43,7 +45,12 @@ def run(lab: Lab, code: str, **constants) -> dict:  # noqa: F811
 class Parent:
     def __init__(self, lab: Lab):
         e = overlay.env()
-        self.sock = os.path.join(lab.home, "s")  # sun_path: 107 bytes at most
+        # sun_path holds 107 bytes at most: a short dir of the user's own (COWFS_TEST_TMP may
+        # be a long path)
+        self.dir = tempfile.mkdtemp(prefix="cowfs-s-", dir="/tmp")
+        os.chown(self.dir, e.uid, e.gid)
+        os.chmod(self.dir, 0o755)
+        self.sock = os.path.join(self.dir, "s")
         self.proc = subprocess.Popen(
             overlay.as_user([e.python, "-m", "cowfs", "serve", self.sock]), cwd=lab.home,
             env=overlay.user_env(e), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -66,6 +73,8 @@ class Parent:
             self.proc.kill()
             self.proc.wait()
             raise
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture
