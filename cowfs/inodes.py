@@ -47,6 +47,7 @@ class Node:
         self._lock: trio.Lock | None = None  # made when first needed, likewise
         # a directory only lowers make up cannot change until it is copied up: its resolved
         # entries (name -> namei.Entry), once listed, answer lookups and listings until then
+        # (an overlay.Listing: its stamp tells a lower changed under the mount anyway)
         self.listing: dict | None = None
         # an O_PATH fd of the real object, taken when its last name goes while the kernel
         # still knows it: fstat of an open fifo or of a removed directory works through it
@@ -146,6 +147,10 @@ class NodeTable:
         node = Node(ino, key, kind)
         self._insert(node)
         return node
+
+    def retire(self, node: Node) -> None:
+        """node's key now names another real object: the node keeps its ino, not the key."""
+        self._rekey(node)
 
     def _rekey(self, node: Node) -> None:
         del self.by_key[node.key]

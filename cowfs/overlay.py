@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import stat
 import weakref
@@ -15,6 +16,22 @@ from . import namei
 from .config import MountConfig
 from .inodes import Node, NodeTable
 from .layers import Layer, UpperLayer
+
+log = logging.getLogger(__name__)
+
+
+class Listing(dict):
+    """A kept listing (Node.listing: name -> namei.Entry) and the stamp of the real lower dirs
+    it was made from (Overlay.lower_stamp): the premise that a lower never changes is checked
+    against it where cowfs stats the dir anyway, so a lower dir changed, removed or replaced
+    (ext4 may give its inode number, and so its node key, to another dir) under a running mount
+    is listed again rather than answered from the old listing."""
+
+    __slots__ = ("stamp",)
+
+
+def _stamp(st) -> tuple[int, int, int]:
+    return st.st_ino, st.st_mtime_ns, st.st_ctime_ns
 
 
 # How long the kernel may trust what we told it of names and attributes. Every change to the
@@ -92,6 +109,21 @@ class Overlay:
     def node_for(self, parent: Node, name: bytes, entry: namei.Entry) -> Node:
         """The node for a resolved entry, attached under parent/name (no lookup count taken)."""
         node = self.table.get_or_add(entry.key, entry.kind)
+        aliases = node.aliases
+        if (aliases and aliases[0] != (parent, name)
+                and (node.kind == stat.S_IFDIR or entry.st.st_nlink == 1)
+                and (parent, name) not in aliases):
+            node = self._known_elsewhere(node, parent, name, entry)
+        listing = node.listing
+        if listing is not None:
+            if entry.upper or entry.lowers != node.lowers:
+                node.listing = None
+            else:
+                st, (_, mtime, ctime) = entry.st, listing.stamp[0]
+                if st.st_mtime_ns != mtime or st.st_ctime_ns != ctime:
+                    log.warning("lower directory %r changed under the mount: listed again",
+                                parent.child_path(name))
+                    node.listing = None
         node.upper = entry.upper
         if entry.upper:
             node.listing = None
@@ -99,6 +131,42 @@ class Overlay:
         node.opaque = entry.opaque
         self.table.attach(node, parent, name)
         return node
+
+    def _known_elsewhere(self, node: Node, parent: Node, name: bytes,
+                         entry: namei.Entry) -> Node:
+        """entry (a dir, or a file of one link) has the key of a node known by another name:
+        every change through the mount moves a node's name along, so a layer changed behind
+        the mount: the real object was moved there, or (the usual case) its inode number went
+        to another object, as ext4 does with a freed one. The old node keeps its identity (what
+        the kernel knows by it answers for what is at its old name: ENOENT once that is gone);
+        the entry gets a node of its own."""
+        was_parent, was_name = node.aliases[0]
+        if not was_parent.key.startswith(b"stale:"):  # else its dir's line said it already
+            log.warning("%r is not the object last known by that key (at %r): a layer "
+                        "changed under the mount", parent.child_path(name), was_name)
+        self.table.retire(node)
+        node.listing = None  # its own dir is gone or elsewhere: listed afresh if asked
+        return self.table.get_or_add(entry.key, entry.kind)
+
+    def lower_stamp(self, node: Node) -> tuple:
+        """What identifies the state of the lower dirs of a dir (Listing.stamp): (st_ino,
+        st_mtime_ns, st_ctime_ns) of each, top first. OSError once one is gone."""
+        path = node.path()
+        if len(node.lowers) == 1:
+            st = self.lowers[node.lowers[0]].lstat(path)
+            return ((st.st_ino, st.st_mtime_ns, st.st_ctime_ns),)
+        return tuple(_stamp(self.lowers[i].lstat(path)) for i in node.lowers)
+
+    def listing_current(self, node: Node, listing: Listing) -> bool:
+        """Whether node's kept listing was made from the lower dirs that are there now."""
+        try:
+            if self.lower_stamp(node) == listing.stamp:
+                return True
+        except OSError:
+            pass
+        log.warning("lower directory %r changed under the mount: listed again",
+                    node.path() if node.aliases or node.ino == pyfuse3.ROOT_INODE else node.key)
+        return False
 
     def lookup(self, parent: Node, name: bytes) -> tuple[Node, os.stat_result]:
         entry = self.resolve(parent, name)

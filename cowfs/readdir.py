@@ -9,7 +9,7 @@ import pyfuse3
 from . import markers, namei
 from .inodes import ROOT, ROOT_PARENT, Node
 from .layers import WHITEOUT, Layer
-from .overlay import Overlay
+from .overlay import Listing, Overlay
 
 
 class DirHandle:
@@ -117,12 +117,18 @@ class DirHandles:
     def _names(self, node: Node) -> list[bytes]:
         if node.upper:
             return merged_names(self.ov, node)
-        if node.listing is None:  # kept on the node: see Node.listing
+        listing = node.listing  # kept on the node: see Node.listing
+        if listing is not None and not self.ov.listing_current(node, listing):
+            node.listing = listing = None
+        if listing is None:
+            stamp = self.ov.lower_stamp(node)  # before: a change while listing is seen next time
             prefix = b"" if node.ino == ROOT else node.path() + b"/"
             resolve = self.ov.resolve_at
-            node.listing = {name: namei.kept(resolve(node, prefix, name))
-                            for name in merged_names(self.ov, node)}
-        return list(node.listing)
+            listing = Listing((name, namei.kept(resolve(node, prefix, name)))
+                              for name in merged_names(self.ov, node))
+            listing.stamp = stamp
+            node.listing = listing
+        return list(listing)
 
     def _dot_attrs(self, node: Node, i: int) -> pyfuse3.EntryAttributes:
         if i == 0:
