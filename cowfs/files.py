@@ -1,7 +1,6 @@
 """Open files: the handle table, and data I/O on the real file behind each handle."""
 from __future__ import annotations
 
-import errno
 import itertools
 import os
 
@@ -18,14 +17,13 @@ DROP_FLAGS = os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_DIRECT
 
 
 class FileHandle:
-    __slots__ = ("fh", "node", "fd", "upper", "nowait")
+    __slots__ = ("fh", "node", "fd", "upper")
 
     def __init__(self, fh: int, node: Node, fd: int | None, upper: bool):
         self.fh = fh
         self.node = node
         self.fd = fd
         self.upper = upper
-        self.nowait = os.RWF_NOWAIT  # 0 once the real file's filesystem refuses it (tmpfs)
 
 
 class Handles:
@@ -59,36 +57,8 @@ class Handles:
             os.close(h.fd)
         self.ov.table.maybe_drop(h.node)
 
-    async def read(self, fh: int, off: int, size: int) -> memoryview:
-        """What the page cache holds is read inline; a part that would wait for the disk is
-        read in a thread, so a cold read does not stop every other request and the kernel's
-        readahead requests are served side by side (the C peer is multithreaded)."""
-        h = self.by_fh[fh]
-        buf = memoryview(bytearray(size))
-        n = 0
-        while n < size:
-            try:
-                got = os.preadv(h.fd, (buf[n:],), off + n, h.nowait)
-            except BlockingIOError:
-                got = await self._read_waiting(h.fd, buf[n:], off + n)
-            except OSError as e:
-                if e.errno != errno.EOPNOTSUPP or not h.nowait:
-                    raise
-                h.nowait = 0  # all in memory anyway
-                continue
-            if not got:
-                break  # end of file
-            n += got
-        return buf[:n]
-
-    @staticmethod
-    async def _read_waiting(fd: int, buf: memoryview, off: int) -> int:
-        # its own descriptor: a copy-up may close the handle's meanwhile (_reopen_handles)
-        fd = os.dup(fd)
-        try:
-            return await trio.to_thread.run_sync(os.preadv, fd, (buf,), off)
-        finally:
-            os.close(fd)
+    def read(self, fh: int, off: int, size: int) -> bytes:
+        return os.pread(self.by_fh[fh].fd, size, off)
 
     def write(self, fh: int, off: int, buf: bytes) -> int:
         return os.pwrite(self.by_fh[fh].fd, buf, off)

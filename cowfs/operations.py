@@ -121,7 +121,7 @@ class CowOperations(pyfuse3.Operations):
 
     @fuse_op
     async def read(self, fh, off, size):
-        return await self.files.read(fh, off, size)
+        return self.files.read(fh, off, size)
 
     @fuse_op
     async def readdir(self, fh, start_id, token):
