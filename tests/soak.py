@@ -18,7 +18,8 @@ How
 - Every INTERVAL seconds (random, 10-20 s by default) the driver pauses every worker between two
   operations, then either SIGKILLs the daemon (`fusermount3 -uz`, `cowfs fsck` of the upper:
   nothing but work-dir leftovers allowed) or unmounts it cleanly, mounts the same upper and work
-  dir again, and resumes the workers. A SIGKILL loses nothing here: every write went to the upper
+  dir again; every worker then compares its whole subtree (stat, content, listing, symlink
+  target, xattrs) with the model, and goes on. A SIGKILL loses nothing here: every write went to the upper
   file before it returned (no write-back cache), which the compares after the remount check.
 - At the end: the merged tree (oprunner.tree_dump as the test user) equals the model's (type,
   mode, owner, size, content, symlink target, user.* xattrs, link count, hard-link identity;
@@ -28,7 +29,9 @@ How
   inode numbers (tree_dump labels each inode by the first path it was met at: identity still
   compares). A link count may differ in one way only: a name still served from a lower hard link
   shows the lower's count, the model's separate file 1. Then: clean unmount, the work dir empty,
-  `cowfs fsck` clean, the lower's hash unchanged.
+  `cowfs fsck` clean; the upper mounted by kernel overlayfs (userxattr, a fresh work dir) shows
+  the same tree (where a lower hard link is still served from the lower, the kernel shows one
+  inode for its names, cowfs one per name: README "Differences"); the lower's hash unchanged.
 
 Usage (root; `make soak SECONDS=N [SEED=S]` runs it in a private mount namespace):
     python tests/soak.py --seconds N [--seed S] [--procs P] [--interval MIN MAX] [-v]
@@ -147,13 +150,16 @@ class Result:
     kills: int = 0
     remounts: int = 0
     counts: collections.Counter = field(default_factory=collections.Counter)
+    errnos: collections.Counter = field(default_factory=collections.Counter)  # "op:ERRNO" -> n
     failures: list[str] = field(default_factory=list)
     entries: int = 0
+    checks: int = 0  # compares of whole subtrees after remounts
 
     def summary(self) -> str:
         return (f"soak: {self.ops} ops, {self.kills} kills, {self.remounts} clean remounts, "
                 f"{len(self.failures)} failures, seed {self.seed}, {self.entries} lower "
-                f"entries, {self.seconds:.0f} s")
+                f"entries, {self.checks} compares of whole subtrees after remounts, "
+                f"{self.seconds:.0f} s")
 
 
 class WorkerProc:
@@ -193,7 +199,7 @@ class WorkerProc:
 
 class Soak:
     def __init__(self, seconds: float, seed, procs: int = 3, interval=(10.0, 20.0),
-                 kill_ratio: float = 0.7, log=print):
+                 kill_ratio: float = 0.7, log=print, tamper=None):
         self.seconds, self.procs, self.interval = seconds, procs, interval
         self.kill_ratio, self.log = kill_ratio, log
         self.res = Result(str(seed))
@@ -201,6 +207,9 @@ class Soak:
         self.lay: overlay.Layers | None = None
         self.mount: overlay.Mount | None = None
         self.workers: list[WorkerProc] = []
+        # the harness's own check (tests/test_soak.py): called with the layers while nothing is
+        # mounted, between two mounts, to change the upper behind the daemon's back
+        self.tamper = tamper
 
     # --- mounts -------------------------------------------------------------------------------
     def _mount(self) -> None:
@@ -233,6 +242,8 @@ class Soak:
             m.unmount()
             self.res.remounts += 1
             how = "unmounted"
+        if self.tamper is not None:
+            self.tamper(self.lay)
         self._mount()
         self.log(f"soak: {time.monotonic() - self.t0:.0f} s: daemon {how}, remounted "
                  f"({sum(w.ops for w in self.workers)} ops so far)")
@@ -246,6 +257,17 @@ class Soak:
             if ans[0] != "paused":
                 raise overlay.HarnessError(f"worker {w.wid}: unexpected answer {ans}")
             w.ops, w.fails = int(ans[1]), int(ans[2])
+
+    def _check_all(self) -> None:
+        """Every worker compares its whole subtree, mount against model (after a remount)."""
+        for w in self.workers:
+            w.send("C")
+        for w in self.workers:
+            ans = w.reply().split()
+            if ans[0] != "checked":
+                raise overlay.HarnessError(f"worker {w.wid}: unexpected answer {ans}")
+            self.res.checks += int(ans[1])
+            w.fails = int(ans[2])
 
     def _resume_all(self) -> None:
         for w in self.workers:
@@ -299,6 +321,9 @@ class Soak:
                 if time.monotonic() >= end - 1 or any(w.fails for w in self.workers):
                     break
                 self._restart()
+                self._check_all()
+                if any(w.fails for w in self.workers):
+                    break
                 self._resume_all()
             reports = self._stop_all()
             self._final(reports, model, lower, before)
@@ -323,6 +348,7 @@ class Soak:
         for r in reports:
             res.ops += r["ops"]
             res.counts.update(r["counts"])
+            res.errnos.update(r["errnos"])
             for f in r["failures"]:
                 res.failures.append(f"worker {f['wid']} op {f['op_number']}: "
                                     f"{json.dumps(f['op'])[:300]}\n  cowfs: "
@@ -333,20 +359,9 @@ class Soak:
         lay = self.lay
         # one more kill or clean remount before the final look: the end state must survive it
         self._restart()
-        merged = overlay.dump_tree(lay.mnt)
         want = overlay.dump_tree(model)
-        # mtimes of non-directories: exact where the model's is older than the soak (built, or
-        # set by utime); a newer one is "now" at two different instants on the two sides
-        files = sorted(p for p, d in want.items() if d.get("type") not in ("d", None))
-        ops = [["lstat_times", p] for p in files]
-        old = 0
-        for p, a, b in zip(files, overlay.run_ops(lay.mnt, ops), overlay.run_ops(model, ops),
-                           strict=True):
-            mt = b.get("ok", {}).get("mtime")
-            if isinstance(mt, int) and mt < self.start_ns and p in merged:
-                want[p]["mtime"] = mt
-                merged[p]["mtime"] = a.get("ok", a).get("mtime", a)
-                old += 1
+        merged = overlay.dump_tree(lay.mnt)
+        old = self._old_mtimes(want, merged, model, lay.mnt)
         diffs = tree_diffs(want, merged, lay.upper, lower)
         if diffs:
             res.failures.append(f"merged tree differs from the model ({len(diffs)} entries):\n"
@@ -358,9 +373,36 @@ class Soak:
             res.failures.append(f"work dir not empty after the final unmount: {left}")
         if bad := fsck_problems(lay):
             res.failures.append("cowfs fsck after the final unmount:\n  " + "\n  ".join(bad))
+        # the upper cowfs wrote, mounted by kernel overlayfs (userxattr): the same tree
+        lay.new_work()
+        with overlay.mount("kernel", lay) as km:
+            want = overlay.dump_tree(model)
+            kernel = overlay.dump_tree(km.mnt)
+            self._old_mtimes(want, kernel, model, km.mnt)
+            diffs = tree_diffs(want, kernel, lay.upper, lower, kernel=True)
+        if diffs:
+            res.failures.append(f"the upper mounted by kernel overlayfs differs from the model "
+                                f"({len(diffs)} entries):\n" + "\n".join(diffs[:20]))
         if overlay.hash_tree(lower) != before:
             res.failures.append("the lower's hash changed: a lower was written")
-        self.log(f"soak: final tree: {len(merged)} entries, {old} old mtimes compared")
+        self.log(f"soak: final tree: {len(merged)} entries, {old} old mtimes compared; the same "
+                 "through a kernel overlay mount of the upper")
+
+    def _old_mtimes(self, want: dict, got: dict, model: str, mnt: str) -> int:
+        """Add the mtime of every non-directory to WANT and GOT where the model's is older than
+        the soak (built, or set by utime); a newer one is "now" at two different instants on the
+        two sides. Returns how many."""
+        files = sorted(p for p, d in want.items() if d.get("type") not in ("d", None))
+        ops = [["lstat_times", p] for p in files]
+        old = 0
+        for p, a, b in zip(files, overlay.run_ops(mnt, ops), overlay.run_ops(model, ops),
+                           strict=True):
+            mt = b.get("ok", {}).get("mtime")
+            if isinstance(mt, int) and mt < self.start_ns and p in got:
+                want[p]["mtime"] = mt
+                got[p]["mtime"] = a.get("ok", a).get("mtime", a)
+                old += 1
+        return old
 
     def _close(self, lower: str) -> None:
         try:
@@ -375,17 +417,25 @@ class Soak:
             shutil.rmtree(self.lay.base, ignore_errors=True)
 
 
-def tree_diffs(model: dict, merged: dict, upper: str, lower: str) -> list[str]:
+def tree_diffs(model: dict, merged: dict, upper: str, lower: str,
+               kernel: bool = False) -> list[str]:
     """Entries of MERGED that differ from MODEL, but for the link count of a name still served
-    from a lower hard link (the model holds a separate file there)."""
+    from a lower hard link (the model holds a separate file there) and, on the KERNEL's overlay,
+    the inode such a name shows (the kernel shows one for all names of a lower hard link, cowfs
+    one per name: README "Differences")."""
     out = []
     for p in sorted(set(model) | set(merged)):
         a, b = model.get(p), merged.get(p)
         if a == b:
             continue
         if a is not None and b is not None and a.get("nlink") == 1 and b.get("nlink", 0) > 1 \
-                and {**b, "nlink": 1} == a and _lower_link_count(upper, lower, p) == b["nlink"]:
-            continue
+                and _lower_link_count(upper, lower, p) == b["nlink"]:
+            b = {**b, "nlink": 1}
+            if kernel and b.get("ino") != a.get("ino") \
+                    and _lower_link_count(upper, lower, b.get("ino", "")) is not None:
+                b["ino"] = a["ino"]
+            if a == b:
+                continue
         out.append(f"  {p}:\n    model  {json.dumps(a, sort_keys=True)}\n"
                    f"    cowfs  {json.dumps(b, sort_keys=True)}")
     return out
@@ -434,7 +484,11 @@ def main(argv: list[str] | None = None) -> int:
                log=print if args.verbose else (lambda m: None)).run()
     for f in res.failures:
         print(f"FAIL {f}")
-    print("soak: ops by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(res.counts.items())))
+    print("soak: ops by kind (of which failed with the same errno on both sides): " + ", ".join(
+        f"{k} {v} ({sum(n for e, n in res.errnos.items() if e.startswith(k + ':'))})"
+        for k, v in sorted(res.counts.items())))
+    if args.verbose:
+        print("soak: errnos: " + ", ".join(f"{e} {n}" for e, n in res.errnos.most_common()))
     print(res.summary(), flush=True)
     if not res.failures:
         with contextlib.suppress(Exception):

@@ -15,7 +15,8 @@ on both sides; a newer one is "now" at two different instants and is not compare
 A worker touches only its own subtrees, so the final state of each is the same whatever the
 interleaving with other workers. Control, one line on stdin between two operations (no
 descriptor of the mount is open then): "P" pause -> it answers "paused OPS FAILURES" and waits;
-"R" resume; "S" stop -> it answers "done {json report}" and exits. The driver kills or unmounts
+"C" check -> it compares every entry of its subtrees (stat, content, listing,
+symlink target, xattrs) and answers "checked COMPARES FAILURES"; "R" resume; "S" stop -> it answers "done {json report}" and exits. The driver kills or unmounts
 the daemon only while every worker is paused: a kill in the middle of an operation is
 tests/crash.py's job.
 
@@ -345,6 +346,9 @@ class Worker:
             if line == "P":
                 print(f"paused {self.ops} {len(self.failures)}", flush=True)
                 block = True
+            elif line == "C":
+                n = self.check_all()
+                print(f"checked {n} {len(self.failures)}", flush=True)
             elif line == "R":
                 return True
             elif line in ("S", ""):
@@ -353,6 +357,26 @@ class Worker:
                           "errnos": dict(self.errnos), "failures": self.failures}
                 print("done " + json.dumps(report), flush=True)
                 return False
+
+    def check_all(self) -> int:
+        """Compare every entry of the subtrees, mount against model (after a remount: nothing
+        acknowledged before the kill may be lost). Returns the number of compares."""
+        self.ents = None
+        n = 0
+        for p, t in self.entries():
+            ops = [["stat", p], ["listxattr", p]]
+            ops += {"f": [["read", p]], "l": [["readlink", p]], "d": [["listdir", p]]}.get(t, [])
+            try:
+                names = os.listxattr(os.path.join(self.cfg["model"], p), follow_symlinks=False)
+            except OSError:
+                names = []
+            ops += [["getxattr", p, x] for x in sorted(names) if x.startswith("user.")]
+            for op in ops:
+                if self.failures:
+                    return n
+                self.step(op)
+                n += 1
+        return n
 
     def run(self) -> None:
         os.umask(0o022)
