@@ -3,8 +3,8 @@
 daemon kills and clean remounts in between; at the end the merged tree must equal a model.
 
 How
-- A lower of a few hundred entries (files of 0 to 256 KiB, some sparse, dirs of several modes,
-  a 0555 one, xattrs, symlinks, FIFOs, hard links) is built and hashed (overlay.hash_tree). One
+- A lower of a few hundred entries (files of 0 to 256 KiB, some sparse, dirs of several modes
+  (0555, 0700 ...), xattrs, symlinks, FIFOs, hard links) is built and hashed (hash_tree). One
   subtree w<i> per worker, plus a shared part no worker changes.
 - The model is the same tree built a second time, as a plain directory, with one difference: a
   lower hard link is built as separate files (copy-up breaks a lower hard link, as on kernel
@@ -19,19 +19,20 @@ How
   operations, then either SIGKILLs the daemon (`fusermount3 -uz`, `cowfs fsck` of the upper:
   nothing but work-dir leftovers allowed) or unmounts it cleanly, mounts the same upper and work
   dir again; every worker then compares its whole subtree (stat, content, listing, symlink
-  target, xattrs) with the model, and goes on. A SIGKILL loses nothing here: every write went to the upper
-  file before it returned (no write-back cache), which the compares after the remount check.
+  target, xattrs) with the model, and goes on. A SIGKILL loses nothing here: every write went to
+  the upper file before it returned (no write-back cache), which the compares after the remount
+  check.
 - At the end: the merged tree (oprunner.tree_dump as the test user) equals the model's (type,
-  mode, owner, size, content, symlink target, user.* xattrs, link count, hard-link identity;
-  the mtime of every non-directory whose mtime is older than the soak: built so, or set by
-  utime). Not compared: other times (both sides set "now" at different instants; directories'
-  mtimes also move with every entry) and raw
-  inode numbers (tree_dump labels each inode by the first path it was met at: identity still
-  compares). A link count may differ in one way only: a name still served from a lower hard link
-  shows the lower's count, the model's separate file 1. Then: clean unmount, the work dir empty,
-  `cowfs fsck` clean; the upper mounted by kernel overlayfs (userxattr, a fresh work dir) shows
-  the same tree (where a lower hard link is still served from the lower, the kernel shows one
-  inode for its names, cowfs one per name: README "Differences"); the lower's hash unchanged.
+  mode, owner, size, content, symlink target, user.* xattrs, link count, hard-link identity; the
+  mtime of every non-directory whose mtime is older than the soak: built so, or set by utime).
+  Not compared: other times (both sides set "now" at different instants; directories' mtimes
+  also move with every entry) and raw inode numbers (tree_dump labels each inode by the first
+  path it was met at: identity still compares). A link count may differ in one way only: a name
+  still served from a lower hard link shows the lower's count, the model's separate file 1.
+  Then: clean unmount, the work dir empty, `cowfs fsck` clean; the upper mounted by kernel
+  overlayfs (userxattr, a fresh work dir) shows the same tree (where a lower hard link is still
+  served from the lower, the kernel shows one inode for its names, cowfs one per name: README
+  "Differences"); the lower's hash unchanged.
 
 Usage (root; `make soak SECONDS=N [SEED=S]` runs it in a private mount namespace):
     python tests/soak.py --seconds N [--seed S] [--procs P] [--interval MIN MAX] [-v]
@@ -58,8 +59,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import overlay  # noqa: E402
-from soakworker import KINDS  # noqa: E402,F401  (the op kinds, for tests/test_soak.py)
 from overlay import Dir, Fifo, File, Hardlink, Symlink  # noqa: E402
+from soakworker import KINDS  # noqa: E402,F401  (the op kinds, for tests/test_soak.py)
 
 PAUSE_TIMEOUT = 120.0  # a worker that does not reach a pause by then is stuck (hung mount?)
 KiB = 1024
@@ -470,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from crash import _private_mount_ns
     _private_mount_ns()
+    scratch = None
     if not os.environ.get("COWFS_TEST_TMP"):
         scratch = tempfile.mkdtemp(prefix="soak-", dir="/tmp")
         os.chmod(scratch, 0o755)
@@ -493,6 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     if not res.failures:
         with contextlib.suppress(Exception):
             overlay.cleanup_session()
+            if scratch:
+                os.rmdir(scratch)
     return 1 if res.failures else 0
 
 

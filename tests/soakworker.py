@@ -15,10 +15,10 @@ on both sides; a newer one is "now" at two different instants and is not compare
 A worker touches only its own subtrees, so the final state of each is the same whatever the
 interleaving with other workers. Control, one line on stdin between two operations (no
 descriptor of the mount is open then): "P" pause -> it answers "paused OPS FAILURES" and waits;
-"C" check -> it compares every entry of its subtrees (stat, content, listing,
-symlink target, xattrs) and answers "checked COMPARES FAILURES"; "R" resume; "S" stop -> it answers "done {json report}" and exits. The driver kills or unmounts
-the daemon only while every worker is paused: a kill in the middle of an operation is
-tests/crash.py's job.
+"C" check -> it compares every entry of its subtrees (stat, content, listing, symlink target,
+xattrs) and answers "checked COMPARES FAILURES"; "R" resume; "S" stop -> it answers "done {json
+report}" and exits. The driver kills or unmounts the daemon only while every worker is paused: a
+kill in the middle of an operation is tests/crash.py's job.
 
 Where cowfs must differ from a plain directory (kernel overlayfs semantics):
 - renaming a directory that has a lower (a lower or merged one) gives EXDEV (README,
