@@ -15,6 +15,10 @@ APT_PACKAGES := fuse3 libfuse3-dev pkg-config attr fuse-overlayfs stress-ng gcc 
 # how long `make fuzz` runs the differential fuzzer, and its seed (empty: a fresh one)
 FUZZ_SECONDS ?= 600
 SEED ?=
+# how long `make soak` runs (tests/soak.py), seconds; SEED above picks its seed too
+SECONDS ?= 600
+# extra arguments for `make soak`, e.g. SOAK_ARGS="--procs 4 --interval 5 10"
+SOAK_ARGS ?=
 # extra arguments for `make crash` (tests/crash.py), e.g. CRASH_ARGS="--scenario fsync -v"
 CRASH_ARGS ?=
 # extra arguments for `python -m bench`, e.g. BENCH_ARGS="--only walk --runs 3"
@@ -33,7 +37,7 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo 1)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all deps venv test demo clean testenv fuzz crash bench bench-perreq
+.PHONY: all deps venv test demo clean testenv fuzz crash soak bench bench-perreq
 
 all: venv
 
@@ -102,6 +106,14 @@ fuzz: deps venv testenv
 crash: deps venv testenv
 	@cd '$(CURDIR)' && COWFS_TEST_USER=$(TEST_USER) timeout -k 30 $(TEST_TIMEOUT) \
 	  unshare -m --propagation private $(VENV)/bin/python tests/crash.py $(CRASH_ARGS)
+
+# Soak: several workers mixing every operation on one mount for SECONDS, the daemon SIGKILLed or
+# unmounted between operations every 10-20 s and remounted; ends with the merged tree equal to a
+# model, the lower unchanged, fsck clean (tests/soak.py; CI runs 2 minutes in tests/test_soak.py).
+soak: deps venv testenv
+	@cd '$(CURDIR)' && COWFS_TEST_USER=$(TEST_USER) timeout -k 30 $$(( $(SECONDS) + 600 )) \
+	  unshare -m --propagation private $(VENV)/bin/python tests/soak.py --seconds $(SECONDS) \
+	  $(if $(SEED),--seed $(SEED)) -v $(SOAK_ARGS)
 
 # --- benchmarks -------------------------------------------------------------------------------
 # raw dir, kernel overlay, fuse-overlayfs and cowfs side by side (bench/, README "Benchmarks").
