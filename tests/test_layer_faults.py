@@ -285,8 +285,12 @@ def _reused_inode_number_handlers(tmp_path, fs: str) -> None:
                         "e": Dir({"h": "h"})}, lower)
     os.mkdir(upper)
     os.makedirs(os.path.join(work, "work"))
-    ops = CowOperations(MountConfig((lower,), upper, work, str(tmp_path / "mnt"),
-                                    fuse_options=frozenset({"default_permissions"})))
+    umask = os.umask(0o022)  # CowOperations sets the daemon's umask 0: not this process's
+    try:
+        ops = CowOperations(MountConfig((lower,), upper, work, str(tmp_path / "mnt"),
+                                        fuse_options=frozenset({"default_permissions"})))
+    finally:
+        os.umask(umask)
     ctx = Ctx()
 
     def names(ino):
