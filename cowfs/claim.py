@@ -40,7 +40,7 @@ def holder(upper: str, work: str, mounts: Sequence) -> str | None:
             ("work", work, "workdir", os.path.join(work, "work")))
     for m in mounts:
         for what, path, key, _ in dirs:
-            if m.fstype == "overlay" and _same(m.option(key), path):
+            if m.fstype == "overlay" and same_dir(m.option(key), path):
                 return f"{what} directory {path} is in use by kernel overlayfs at {m.mountpoint}"
     for what, path, _, claimed in dirs:
         try:
@@ -67,5 +67,6 @@ def _lock(fd: int) -> bool:
         time.sleep(0.02)
 
 
-def _same(given: str | None, real: str) -> bool:
-    return given is not None and os.path.realpath(given) == real
+def same_dir(given: str | None, real: str | None) -> bool:
+    """Whether a path as a mount table gives it (GIVEN) names the real path REAL."""
+    return given is not None and real is not None and os.path.realpath(given) == real

@@ -248,7 +248,7 @@ def _build_parser() -> _Parser:
     u.add_argument("-z", "--lazy", action="store_true", help="lazy unmount (detach even if busy)")
     u.add_argument("--abort", action="store_true",
                    help="root: end the FUSE connection first (a stopped or hung daemon's waiting "
-                        "requests fail with ENOTCONN), then detach the mount")
+                        "requests fail with ECONNABORTED), then detach the mount")
 
     d = sub.add_parser(
         "diff",
@@ -342,6 +342,7 @@ def _build_parser() -> _Parser:
     )
     sv.add_argument("socket", metavar="SOCKET", help="path of the Unix socket to listen on")
     return p
+
 
 def _add_sandbox_parser(sub: argparse._SubParsersAction) -> None:
     """`cowfs sandbox ...` (sandbox.py: what its actions do)."""

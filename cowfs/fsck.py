@@ -22,10 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import markers, namei
+from .claim import same_dir
 from .config import FSTYPE, read_mountinfo
 from .diff import TYPES, read_layers, show_path
-from .layers import (NOTE_PREFIX, WHITEOUT, Layer, note_order, put_back_mode, read_note,
-                     remove_tree)
+from .layers import (NOTE_PREFIX, WHITEOUT, Layer, notes_latest_first, put_back_mode,
+                     read_note, remove_tree)
 
 
 # ovl_tempname(): "#%x". Kernel overlayfs hard-links every whiteout it makes to one 0/0 device
@@ -62,8 +63,8 @@ def in_use(upper: str, work: str | None) -> str | None:
                 continue
             if layers.get("upper") == upper or (work and layers.get("work") == work):
                 return f"it is mounted by cowfs at {m.mountpoint}"
-        elif m.fstype == "overlay" and (_same(m.option("upperdir"), upper)
-                                        or _same(m.option("workdir"), work)):
+        elif m.fstype == "overlay" and (same_dir(m.option("upperdir"), upper)
+                                        or same_dir(m.option("workdir"), work)):
             return f"it is mounted by kernel overlayfs at {m.mountpoint}"
     # A cowfs daemon holds its upper and work dir open as long as it runs: that also finds the
     # mounts we may not ask and those of other mount namespaces.
@@ -91,10 +92,6 @@ def in_use(upper: str, work: str | None) -> str | None:
     return None
 
 
-def _same(given: str | None, real: str | None) -> bool:
-    return given is not None and real is not None and os.path.realpath(given) == real
-
-
 def _comm(pid: str) -> str:
     try:
         with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
@@ -109,8 +106,7 @@ def check(up: _Upper, work_fd: int | None, work: str | None) -> list[Problem]:
         scratch = os.fsencode(os.path.join(work, "work"))
         names = sorted(os.fsencode(n) for n in os.listdir(work_fd))
         # a mode lent when the daemon was killed: given back first (latest first), as a mount does
-        for name in sorted((n for n in names if n.startswith(NOTE_PREFIX)), key=note_order,
-                           reverse=True):
+        for name in notes_latest_first(names):
             note = read_note(work_fd, name)
             what = (f"{_text(note[0])} is to get its mode {note[1]:04o} back" if note
                     else "malformed")

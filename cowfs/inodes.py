@@ -94,8 +94,12 @@ class Node:
         for parent, name in self.aliases:
             yield parent.child_path(name)
 
+    def child_prefix(self) -> bytes:
+        """What a child's path starts with: its own path and "/" (nothing for the root)."""
+        return b"" if self.ino == ROOT else self.path() + b"/"
+
     def child_path(self, name: bytes) -> bytes:
-        return name if self.ino == ROOT else self.path() + b"/" + name
+        return self.child_prefix() + name
 
     def __repr__(self) -> str:
         return f"<Node {self.ino} {self.key} upper={self.upper} lowers={self.lowers}>"
@@ -140,7 +144,7 @@ class NodeTable:
             return node
         if node is not None:
             # The real object behind the key changed type (reused inode number): re-key the old.
-            self._rekey(node)
+            self.retire(node)
         ino = ino_of(key)
         while ino <= ROOT or ino in self.by_ino:
             ino = (ino + 1) & 0x7FFF_FFFF_FFFF_FFFF
@@ -149,10 +153,8 @@ class NodeTable:
         return node
 
     def retire(self, node: Node) -> None:
-        """node's key now names another real object: the node keeps its ino, not the key."""
-        self._rekey(node)
-
-    def _rekey(self, node: Node) -> None:
+        """node's key now names another real object (or may: a reused inode number): the
+        node keeps its ino, not the key."""
         del self.by_key[node.key]
         node.key = b"stale:%d" % node.ino
         self.by_key[node.key] = node
@@ -161,7 +163,7 @@ class NodeTable:
         """Give a node a new identity (e.g. an upper-only file whose key follows its upper inode)."""
         other = self.by_key.get(key)
         if other is not None and other is not node:
-            self._rekey(other)
+            self.retire(other)
         del self.by_key[node.key]
         node.key = key
         self.by_key[key] = node
@@ -188,7 +190,7 @@ class NodeTable:
         node.aliases = _without(node.aliases, (parent, name))
         if not node.aliases and gone:
             # a new object may get the real inode number: it must not find this node
-            self._rekey(node)
+            self.retire(node)
         self._release_parent(parent)
         self.maybe_drop(node)
 

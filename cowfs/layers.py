@@ -231,8 +231,7 @@ class UpperLayer(Layer):
         """Leftovers of interrupted copy-ups are garbage: nothing refers to them. Notes of
         modes lent when the daemon was killed are carried out first (latest first)."""
         names = [os.fsencode(n) for n in os.listdir(self.work_fd)]
-        for name in sorted((n for n in names if n.startswith(NOTE_PREFIX)),
-                           key=note_order, reverse=True):
+        for name in notes_latest_first(names):
             try:
                 put_back_mode(self, self.work_fd, name)
             except OSError as e:  # not ours any more, a dir on the way lost search permission
@@ -354,13 +353,16 @@ class UpperLayer(Layer):
 NOTE_PREFIX = b"#cowfs-mode-"
 
 
-def note_order(name: bytes) -> tuple[int, int]:
-    """(pid, sequence) of a mode note: notes of one daemon are undone latest first."""
-    try:
-        pid, seq = name[len(NOTE_PREFIX):].split(b"-")
-        return int(pid, 16), int(seq, 16)
-    except ValueError:
-        return 0, 0
+def notes_latest_first(names: list[bytes]) -> list[bytes]:
+    """The mode notes among the work dir's NAMES in the order they are undone: a daemon's
+    latest first (by pid, then sequence)."""
+    def order(name: bytes) -> tuple[int, int]:
+        try:
+            pid, seq = name[len(NOTE_PREFIX):].split(b"-")
+            return int(pid, 16), int(seq, 16)
+        except ValueError:
+            return 0, 0
+    return sorted((n for n in names if n.startswith(NOTE_PREFIX)), key=order, reverse=True)
 
 
 def read_note(dirfd: int, name: bytes) -> tuple[bytes, int, bool] | None:

@@ -89,8 +89,7 @@ class Overlay:
             raise OSError(errno.ENOTDIR, "not a directory")
         if parent.listing is not None and not parent.upper:
             return parent.listing.get(name)
-        return namei.resolve(self.upper, self.lowers, self.origins, parent.upper,
-                             parent.lowers, parent.child_path(name), name)
+        return self.resolve_at(parent, parent.child_prefix(), name)
 
     def resolve_at(self, parent: Node, prefix: bytes, name: bytes) -> namei.Entry | None:
         """resolve() of a name in a directory being listed, PREFIX its path plus "/" (b"" for
@@ -152,9 +151,6 @@ class Overlay:
         """What identifies the state of the lower dirs of a dir (Listing.stamp): (st_ino,
         st_mtime_ns, st_ctime_ns) of each, top first. OSError once one is gone."""
         path = node.path()
-        if len(node.lowers) == 1:
-            st = self.lowers[node.lowers[0]].lstat(path)
-            return ((st.st_ino, st.st_mtime_ns, st.st_ctime_ns),)
         return tuple(_stamp(self.lowers[i].lstat(path)) for i in node.lowers)
 
     def listing_current(self, node: Node, listing: Listing) -> bool:

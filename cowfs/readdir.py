@@ -122,7 +122,7 @@ class DirHandles:
             node.listing = listing = None
         if listing is None:
             stamp = self.ov.lower_stamp(node)  # before: a change while listing is seen next time
-            prefix = b"" if node.ino == ROOT else node.path() + b"/"
+            prefix = node.child_prefix()
             resolve = self.ov.resolve_at
             listing = Listing((name, namei.kept(resolve(node, prefix, name)))
                               for name in merged_names(self.ov, node))

@@ -27,6 +27,7 @@ import pytest
 
 import overlay
 from overlay import Dir, File
+from test_whiteout import upper_markers
 from test_diff import cowfs, ok
 
 BIG = 3 << 20  # a lower file bigger than a whole small upper filesystem
@@ -124,18 +125,8 @@ def _under(path: str, tops: tuple[str, ...]) -> bool:
 
 
 def upper_names(pair, side: str, skip: tuple[str, ...] = ()) -> dict[str, str]:
-    """path -> "whiteout" | "opaque" | type in SIDE's raw upper; the fillers and SKIP left out."""
-    out = {}
-    for path, e in pair.upper_tree(side).items():
-        if path == "." or _under(path, (FILL, *skip)) or "type" not in e:
-            continue
-        if e["type"] == "c" and e.get("rdev") == [0, 0]:
-            out[path] = "whiteout"
-        elif e["type"] == "d" and e["xattrs"].get("user.overlay.opaque") == "y":
-            out[path] = "opaque"
-        else:
-            out[path] = e["type"]
-    return out
+    """upper_markers of SIDE's raw upper, the fillers and SKIP left out."""
+    return {p: m for p, m in upper_markers(pair, side).items() if not _under(p, (FILL, *skip))}
 
 
 def assert_trees_same(pair, skip: tuple[str, ...] = ()) -> None:
