@@ -1,5 +1,7 @@
-"""One mount per upper and work dir, as kernel overlayfs has it (EBUSY: "upperdir is in-use by
-another mount"): two daemons writing one upper would each trust caches the other makes stale.
+"""One mount per upper and work dir: two daemons writing one upper would each trust caches the
+other makes stale. Kernel overlayfs refuses that only with index=on (EBUSY); without it, the
+userxattr default, it warns ("upperdir is in-use by another mount ... undefined behavior") and
+mounts. cowfs refuses always.
 
 A daemon holds an exclusive flock(2) on its upper dir and on its work dir's `work` for as long as
 it runs. The kernel drops it when the daemon dies, however it dies, so a claim is never stale;

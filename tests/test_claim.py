@@ -1,6 +1,7 @@
-"""One mount per upper and work dir (cowfs/claim.py), as kernel overlayfs refuses an upper in use:
-a second mount of either is one line and exit 2, also from another mount namespace, also when
-the first user is kernel overlayfs; the claim dies with its daemon, however it dies."""
+"""One mount per upper and work dir (cowfs/claim.py), stricter than kernel overlayfs, which only
+warns without index=on: a second mount of either is one line and exit 2, also from another mount
+namespace, also when the first user is kernel overlayfs; the claim dies with its daemon, however
+it dies."""
 from __future__ import annotations
 
 import os
@@ -51,6 +52,16 @@ def test_upper_of_a_kernel_overlay_is_refused(box):
     refused(cowfs("mount", "--lower", box.p("lo"), "--upper", box.p("kup"), "--work",
                   box.p("kwork"), box.p("m2")),
             f"upper directory {box.p('kup')} is in use by kernel overlayfs at {box.p('kmnt')}")
+    # where cowfs goes beyond the kernel: without index=on (the userxattr default) a second
+    # kernel mount of an upper in use is only warned about ("upperdir is in-use by another
+    # mount ... undefined behavior"); cowfs refuses it (README "Differences")
+    os.mkdir(box.p("kwork2"))
+    second = subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                             f"userxattr,lowerdir={box.p('lo')},upperdir={box.p('kup')},"
+                             f"workdir={box.p('kwork2')}", box.p("m2")],
+                            capture_output=True, text=True, timeout=30)
+    assert second.returncode == 0, second
+    subprocess.run(["umount", box.p("m2")], check=True, timeout=30)
     os.mkdir(box.p("up3"))
     refused(cowfs("mount", "--lower", box.p("lo"), "--upper", box.p("up3"), "--work",
                   box.p("kwork"), box.p("m2")), "work directory", "kernel overlayfs")

@@ -258,6 +258,22 @@ def test_umount_of_a_stopped_daemon_answers_and_abort_frees_its_waiters(box):
     assert Path(box.p("up/file")).read_text() == "lower\nmore\n"
 
 
+def test_abort_needs_root(box):
+    """--abort writes a root-only file: anyone else gets one line and exit 2, mount kept."""
+    user = _test_user()
+    if user is None or not shutil.which("setpriv"):
+        pytest.fail("needs an unprivileged user and setpriv (make test creates cowfs-test)")
+    mount_bg(box, "--lower", box.p("lo"), "--upper", box.p("up"))
+    res = subprocess.run(["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}",
+                          "--clear-groups", sys.executable, "-m", "cowfs", "umount", "--abort",
+                          box.mnt], capture_output=True, text=True, timeout=60, cwd="/",
+                         stdin=subprocess.DEVNULL, env=_env())
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    assert res.stderr.splitlines() == [
+        "cowfs: --abort needs root (it writes the FUSE connection's abort file)"]
+    assert fstype_at(box.mnt) == "fuse.cowfs"
+
+
 def test_umount_of_a_stopped_idle_daemon(box):
     pid = mount_bg(box, "--lower", box.p("lo"), "--upper", box.p("up"))
     assert sh(f"echo more >> {box.mnt}/file").returncode == 0
