@@ -10,8 +10,8 @@ test user (`make testenv` creates cowfs-test, /dev/fuse 0666), as a sandbox host
   interleaved round by round (order alternating), each as the test user;
 - idle: RSS and PSS (/proc/PID/smaps_rollup) of a daemon right after its mount, median;
 - walk: RSS of a daemon after a walk + lstat of a FILES-file lower tree, again after
-  `echo 2 > /proc/sys/vm/drop_caches` (the kernel forgets its dentries: FORGET for each node),
-  and after a second walk (what the forgotten nodes freed is used again);
+  `echo 2 > /proc/sys/vm/drop_caches` (the kernel forgets its dentries: FORGET for each node;
+  once RSS has stopped falling), and after a second walk;
 - many: MOUNTS idle mounts at once: summed RSS and summed PSS, and summed PSS / (MOUNTS x the
   idle RSS of one `cowfs mount`); with --many-walk FILES each is walked once first (a daemon
   that has worked: allocated, collected garbage).
@@ -83,6 +83,20 @@ def kib(pid: int, field: str, source: str) -> int:
 
 def rss(pid: int) -> float:
     return kib(pid, "VmRSS", "status") / 1024
+
+
+def settled_rss(pid: int, limit: float = 30.0) -> float:
+    """RSS once it has not fallen for 2 s: forgets arrive in batches, and the daemon gives
+    their memory back a second after a burst (NodeTable.compact)."""
+    deadline = time.monotonic() + limit
+    last = rss(pid)
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        now = rss(pid)
+        if now > last - 0.5:
+            break
+        last = now
+    return now
 
 
 def pss(pid: int) -> float:
@@ -291,10 +305,7 @@ def measure_walk(lab: Lab, tree: str, py: str, files: int) -> dict:
             raise RuntimeError(f"walk saw {res.stdout.strip()} files, not {files}")
         after = rss(pid)
         drop_caches()
-        time.sleep(1.0)
-        forgotten = rss(pid)
-        # the freed nodes' memory stays with the process (allocator arenas) but is used again:
-        # a second walk after the forget needs (almost) nothing more
+        forgotten = settled_rss(pid)
         run(as_user([py, "-c", WALK, mnt]), env=user_env(), timeout=600)
         again = rss(pid)
         return {"files": files, "walk_s": took, "rss_before_mib": before,

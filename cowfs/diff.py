@@ -65,9 +65,10 @@ def _walk(up: Layer, lows: list[Layer]) -> list[Change]:
     while todo:
         dirpath, old, merged = todo.pop()
         shown: set[bytes] = set()
+        marks: dict = {}
         for name, kind in up.listdir(dirpath or b"."):
             path = dirpath + name
-            before = namei.resolve(None, lows, {}, False, old, path, name) if old else None
+            before = namei.resolve(None, lows, {}, False, old, path, name, marks) if old else None
             if kind == WHITEOUT:
                 if merged and before is not None:
                     out.append(Change(path, DELETED, TYPES[before.kind]))
@@ -97,8 +98,9 @@ def _hidden(lows: list[Layer], old: tuple[int, ...], dirpath: bytes,
     """The lower entries of a directory the upper replaced (opaque) that no longer show."""
     names = {name for i in old for name, _ in lows[i].listdir(dirpath or b".")}
     out = []
+    marks: dict = {}
     for name in names - shown:
-        before = namei.resolve(None, lows, {}, False, old, dirpath + name, name)
+        before = namei.resolve(None, lows, {}, False, old, dirpath + name, name, marks)
         if before is not None:  # not a whiteout or an OCI marker
             out.append(Change(dirpath + name, DELETED, TYPES[before.kind]))
     return out

@@ -8,6 +8,8 @@ is stable for the life of the mount, survives copy-up and is the same for hardli
 from __future__ import annotations
 
 import errno
+import functools
+import gc
 import logging
 import os
 import stat
@@ -26,7 +28,7 @@ class Node:
 
     # __weakref__: Overlay.pins holds unlinked, pinned nodes weakly (space_after_forgets)
     __slots__ = ("ino", "key", "kind", "aliases", "upper", "lowers", "opaque", "nlookup",
-                 "nchild", "handles", "_lock", "listing", "pin", "__weakref__")
+                 "nchild", "handles", "_lock", "listing", "marks", "pin", "__weakref__")
 
     def __init__(self, ino: int, key: bytes, kind: int):
         self.ino = ino
@@ -49,6 +51,9 @@ class Node:
         # entries (name -> namei.Entry), once listed, answer lookups and listings until then
         # (an overlay.Listing: its stamp tells a lower changed under the mount anyway)
         self.listing: dict | None = None
+        # a directory's OCI `.wh.*` names by lower index (namei.resolve): read once, and gone
+        # with the node, so memory follows what the kernel knows
+        self.marks: dict | None = None
         # an O_PATH fd of the real object, taken when its last name goes while the kernel
         # still knows it: fstat of an open fifo or of a removed directory works through it
         self.pin: int | None = None
@@ -119,6 +124,19 @@ def ino_of(key: bytes) -> int:
 ROOT_PARENT = ino_of(b"root-parent")
 
 
+# nodes dropped before compact() gives their memory back
+_COMPACT_AFTER = 1 << 14
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's malloc_trim (NodeTable.compact), or None with another libc. Loaded when first
+    needed: most daemons never do."""
+    import ctypes  # noqa: PLC0415
+
+    return getattr(ctypes.CDLL(None), "malloc_trim", None)
+
+
 class NodeTable:
     def __init__(self, root_key: bytes):
         self.by_ino: dict[int, Node] = {}
@@ -126,6 +144,8 @@ class NodeTable:
         self.root = Node(ROOT, root_key, stat.S_IFDIR)
         self.root.nlookup = 1  # never forgotten
         self._insert(self.root)
+        self.dropped = 0  # nodes dropped since compact() last gave memory back
+        self._compacting = False
 
     def _insert(self, node: Node) -> None:
         self.by_ino[node.ino] = node
@@ -217,10 +237,43 @@ class NodeTable:
         node.nlookup -= n
         self.maybe_drop(node)
 
+    def forgotten(self) -> None:
+        """After a batch of FORGETs: once many nodes went, and more than are left, give their
+        memory back a second later, when the burst has passed (the kernel forgets a cache's
+        worth in batches)."""
+        if (self.dropped >= _COMPACT_AFTER and self.dropped > len(self.by_ino)
+                and not self._compacting):
+            self._compacting = True
+            trio.lowlevel.spawn_system_task(self._compact_soon)
+
+    async def _compact_soon(self) -> None:
+        await trio.sleep(1)
+        self._compacting = False
+        self.dropped = 0
+        self.compact()
+
+    def compact(self) -> None:
+        """Give back what the nodes forgotten since last time held: without this a daemon
+        stays at 690 of the 934 MiB a walk of a 1M-entry tree took after the kernel forgot it
+        all (50 MiB with it; README "Reliability"). A dict never shrinks as keys go (the two
+        tables alone hold ~80 MiB after a million nodes): a copy is sized to what is left.
+        And the allocator keeps a 1 MiB arena while one block in it lives: the last tuples
+        freed (node aliases) stay in the interpreter's free lists, one here and one there, and
+        keep most arenas; a full collection empties those lists. And what was freed in the C
+        heap below a live block stays until trimmed (another 35 MiB there). The copies and the
+        collection cost O(nodes left), which forgotten() keeps below the nodes dropped."""
+        self.by_ino = dict(self.by_ino)
+        self.by_key = dict(self.by_key)
+        gc.collect()
+        trim = _malloc_trim()
+        if trim is not None:
+            trim(0)
+
     def maybe_drop(self, node: Node) -> None:
         """Drop a node the kernel no longer knows and nothing else refers to."""
         if node.nlookup or node.nchild or node.handles or node.ino == ROOT:
             return
+        self.dropped += 1
         if self.by_ino.get(node.ino) is node:
             del self.by_ino[node.ino]
         if self.by_key.get(node.key) is node:

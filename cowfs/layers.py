@@ -48,7 +48,6 @@ class Layer:
         self.index = index
         self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._proc = b"/proc/self/fd/%d/" % self.fd
-        self._oci: dict[bytes, frozenset[bytes]] = {}
         self.dev = os.fstat(self.fd).st_dev
 
     def close(self) -> None:
@@ -141,22 +140,17 @@ class Layer:
             os.close(fd)
 
     def oci_marks(self, dirpath: bytes) -> frozenset[bytes] | None:
-        """The `.wh.*` names in a directory ("" or "a/b/"), read once: a lower never changes,
-        and one listing is cheaper than a probe for every name looked up in it. None where
-        the directory cannot be listed."""
-        marks = self._oci.get(dirpath)
-        if marks is None:
-            try:
-                fd = self.open_read(dirpath or b".", os.O_DIRECTORY)
-            except OSError:
-                return None
-            try:
-                names = [os.fsencode(n) for n in os.listdir(fd)]
-            finally:
-                os.close(fd)
-            marks = frozenset(n for n in names if n.startswith(markers.OCI_PREFIX))
-            self._oci[dirpath] = marks
-        return marks
+        """The `.wh.*` names in a directory ("" or "a/b/"); None where the directory cannot
+        be listed."""
+        try:
+            fd = self.open_read(dirpath or b".", os.O_DIRECTORY)
+        except OSError:
+            return None
+        try:
+            names = [os.fsencode(n) for n in os.listdir(fd)]
+        finally:
+            os.close(fd)
+        return frozenset(n for n in names if n.startswith(markers.OCI_PREFIX))
 
     def readlink(self, rel: bytes) -> bytes:
         return self._at(os.readlink, rel)

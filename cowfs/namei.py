@@ -88,8 +88,10 @@ def lower_is_opaque(layer: Layer, path: bytes) -> bool:
 
 def resolve(upper: UpperLayer | None, lowers: list[Layer], origins: dict[bytes, bytes],
             parent_upper: bool, parent_lowers: tuple[int, ...], path: bytes,
-            name: bytes) -> Entry | None:
-    """What `path` (= parent path + name) is in the merged view; None if it does not exist."""
+            name: bytes, marks: dict) -> Entry | None:
+    """What `path` (= parent path + name) is in the merged view; None if it does not exist.
+    MARKS keeps the parent's OCI `.wh.*` names by lower index (a dict the caller owns, one per
+    directory): one listing of a lower dir is cheaper than a probe for every name in it."""
     top: Entry | None = None
     if parent_upper and upper is not None:
         st = upper.try_lstat(path)
@@ -105,7 +107,7 @@ def resolve(upper: UpperLayer | None, lowers: list[Layer], origins: dict[bytes, 
             top = Entry(stat.S_IFDIR, st, True, (), opaque, upper_key(st))
             if opaque:
                 return top
-    found = _lower_stack(lowers, parent_lowers, path, name, top is not None)
+    found = _lower_stack(lowers, parent_lowers, path, name, top is not None, marks)
     if not found:
         return top
     index, st = found[0]
@@ -122,7 +124,7 @@ def resolve(upper: UpperLayer | None, lowers: list[Layer], origins: dict[bytes, 
 
 
 def _lower_stack(lowers: list[Layer], parent_lowers: tuple[int, ...], path: bytes, name: bytes,
-                 below_dir: bool) -> list[tuple[int, os.stat_result]]:
+                 below_dir: bool, marks: dict) -> list[tuple[int, os.stat_result]]:
     """The lower objects at `path` that take part, top first: one non-directory, or directories."""
     if name.startswith(markers.OCI_PREFIX):
         return []  # OCI markers are never names in the merged view
@@ -131,7 +133,7 @@ def _lower_stack(lowers: list[Layer], parent_lowers: tuple[int, ...], path: byte
     oci_whiteout = markers.OCI_PREFIX + name
     for n, index in enumerate(parent_lowers, 1):
         layer = lowers[index]
-        if _oci_whiteout_in(layer, dirpath, oci_whiteout):
+        if _oci_whiteout_in(layer, dirpath, oci_whiteout, marks):
             break
         st = layer.try_lstat(path)
         if st is None:
@@ -148,16 +150,19 @@ def _lower_stack(lowers: list[Layer], parent_lowers: tuple[int, ...], path: byte
     return found
 
 
-def _oci_whiteout_in(layer: Layer, dirpath: bytes, marker: bytes) -> bool:
+def _oci_whiteout_in(layer: Layer, dirpath: bytes, marker: bytes, marks: dict) -> bool:
     if len(marker) > NAME_MAX:
         return False  # a name too long for a `.wh.NAME` marker
-    marks = layer.oci_marks(dirpath)
-    if marks is None:  # a dir we may search but not list: ask for the one name
+    try:
+        found = marks[layer.index]
+    except KeyError:
+        found = marks[layer.index] = layer.oci_marks(dirpath)
+    if found is None:  # a dir we may search but not list: ask for the one name
         return layer.try_lstat(dirpath + marker) is not None
-    return marker in marks
+    return marker in found
 
 
 def lower_positive(lowers: list[Layer], parent_lowers: tuple[int, ...], path: bytes,
-                   name: bytes) -> bool:
+                   name: bytes, marks: dict) -> bool:
     """Whether a lower shows something at `path`, so removing it must leave a whiteout."""
-    return bool(_lower_stack(lowers, parent_lowers, path, name, False))
+    return bool(_lower_stack(lowers, parent_lowers, path, name, False, marks))

@@ -60,6 +60,7 @@ class CowOperations(pyfuse3.Operations):
     async def forget(self, inode_list):
         for inode, n in inode_list:
             self.table.forget(inode, n)
+        self.table.forgotten()
 
     @fuse_op
     async def fsync(self, fh, datasync):

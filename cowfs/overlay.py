@@ -34,6 +34,13 @@ def _stamp(st) -> tuple[int, int, int]:
     return st.st_ino, st.st_mtime_ns, st.st_ctime_ns
 
 
+def _marks(node: Node) -> dict:
+    """The dir's OCI marks (Node.marks), made when first needed."""
+    if node.marks is None:
+        node.marks = {}
+    return node.marks
+
+
 # How long the kernel may trust what we told it of names and attributes. Every change to the
 # merged tree comes through this mount (the lower is immutable, the upper ours alone), and the
 # ones the kernel cannot see coming (copy-up) are invalidated explicitly: as long as it likes.
@@ -95,7 +102,7 @@ class Overlay:
         """resolve() of a name in a directory being listed, PREFIX its path plus "/" (b"" for
         the root): the path is walked once per listing, not once per entry."""
         return namei.resolve(self.upper, self.lowers, self.origins, parent.upper,
-                             parent.lowers, prefix + name, name)
+                             parent.lowers, prefix + name, name, _marks(parent))
 
     def forget_origin(self, st: os.stat_result | None) -> None:
         """An upper object is going away: its inode number may be reused by an unrelated one."""
@@ -103,7 +110,8 @@ class Overlay:
             self.origins.pop(namei.upper_key(st), None)
 
     def lower_positive(self, parent: Node, name: bytes) -> bool:
-        return namei.lower_positive(self.lowers, parent.lowers, parent.child_path(name), name)
+        return namei.lower_positive(self.lowers, parent.lowers, parent.child_path(name), name,
+                                    _marks(parent))
 
     def node_for(self, parent: Node, name: bytes, entry: namei.Entry) -> Node:
         """The node for a resolved entry, attached under parent/name (no lookup count taken)."""
@@ -122,7 +130,7 @@ class Overlay:
                 if st.st_mtime_ns != mtime or st.st_ctime_ns != ctime:
                     log.warning("lower directory %r changed under the mount: listed again",
                                 parent.child_path(name))
-                    node.listing = None
+                    node.listing = node.marks = None
         node.upper = entry.upper
         if entry.upper:
             node.listing = None
@@ -144,7 +152,7 @@ class Overlay:
             log.warning("%r is not the object last known by that key (at %r): a layer "
                         "changed under the mount", parent.child_path(name), was_name)
         self.table.retire(node)
-        node.listing = None  # its own dir is gone or elsewhere: listed afresh if asked
+        node.listing = node.marks = None  # its own dir is gone or elsewhere: read afresh
         return self.table.get_or_add(entry.key, entry.kind)
 
     def lower_stamp(self, node: Node) -> tuple:

@@ -119,7 +119,7 @@ class DirHandles:
             return merged_names(self.ov, node)
         listing = node.listing  # kept on the node: see Node.listing
         if listing is not None and not self.ov.listing_current(node, listing):
-            node.listing = listing = None
+            node.listing = listing = node.marks = None
         if listing is None:
             stamp = self.ov.lower_stamp(node)  # before: a change while listing is seen next time
             prefix = node.child_prefix()
