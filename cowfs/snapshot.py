@@ -8,6 +8,8 @@ Layout under ROOT (the sandbox mounts rely on it):
     ROOT/snapshots/<id>/MANIFEST          every file: hash, size, mode, path (see manifest.py)
     ROOT/snapshots/<id>/MANIFEST.xxh3     the hash of MANIFEST
     ROOT/current -> snapshots/<id>        relative symlink
+    ROOT/store/                           every file of every snapshot once (store.py): a
+                                          snapshot's files are hard links into it
 
 <id> is the UTC build time and the first 8 hex digits of the MANIFEST's hash, so snapshots with
 the same suffix hold the same bytes. A build fills ROOT/snapshots/.building-<time>-<random>,
@@ -27,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from . import manifest
+from . import manifest, store
 from .config import UsageError
 
 SNAPSHOTS = "snapshots"
@@ -95,7 +97,7 @@ def build(root: str, requirements: str | None = None, find_links: Sequence[str] 
         count = sum(1 for line in wanted.splitlines() if line.strip()[:1] not in (b"", b"#"))
         say(f"snapshot: pip wheel of {count} requirement{'s' * (count != 1)} into {building}")
         _run_pip(python, building, requirements, find_links, no_index)
-        sealed = _seal(building)
+        sealed = _seal(root, building)
         say(f"snapshot: sealed {sealed.files} files, {sealed.bytes} bytes")
         final = os.path.join(snapshots, f"{stamp}-{_manifest_hash(building)[:8]}")
         if os.path.lexists(final):  # built in the same second from the same input: same bytes
@@ -169,15 +171,19 @@ def _run_pip(python: str, building: str, requirements: str | None, find_links: S
         raise SnapshotError(f"snapshot build failed: pip wheel exited with status {status}")
 
 
-def _seal(top: str) -> manifest.Report:
+def _seal(root: str, top: str) -> manifest.Report:
     """Make everything read-only first, so that the MANIFEST written next records the modes
-    `cowfs verify` will check; then the top directory, MANIFEST's own."""
-    for path, st in manifest.scan(top).items():
-        full = os.path.join(os.fsencode(top), path)
-        if stat.S_ISDIR(st.st_mode):
-            os.chmod(full, 0o555)
-        elif stat.S_ISREG(st.st_mode):
+    `cowfs verify` will check, each file a link into ROOT's store (store.py); then the top
+    directory, MANIFEST's own."""
+    scanned = manifest.scan(top)
+    for path, st in scanned.items():
+        if stat.S_ISREG(st.st_mode):
+            full = os.path.join(os.fsencode(top), path)
             os.chmod(full, 0o555 if st.st_mode & 0o111 else 0o444)
+            store.ingest(root, full)
+    for path, st in scanned.items():
+        if stat.S_ISDIR(st.st_mode):
+            os.chmod(os.path.join(os.fsencode(top), path), 0o555)
     try:
         report = manifest.write(top)
     except manifest.ManifestError as e:

@@ -6,6 +6,7 @@ pip builds it without fetching setuptools), through --find-links DIR --no-index.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pty
@@ -233,9 +234,32 @@ def test_rebuild_switches_current_atomically(built, wheels, tmp_path):
     assert os.listdir(new / "wheels") == ["tiny-2.0-py3-none-any.whl"]
     assert (new / "requirements.txt").read_text() == "tiny==2.0\n"
     assert sorted(os.listdir(root / "snapshots")) == sorted([old.name, new.name])
-    assert sorted(os.listdir(root)) == ["current", "snapshots"]
+    assert sorted(os.listdir(root)) == ["current", "snapshots", "store"]
     for snap in (old, new):  # the old one is intact
         assert cowfs("verify", str(snap)).returncode == 0
+
+
+def test_snapshots_share_one_store(built, wheels, tmp_path):
+    """Every file of a snapshot is a hard link to ROOT/store/sha256/<its sha256>: a second
+    build of the same wheel adds no bytes for it, and a file's content is its object's name."""
+    root = tmp_path / "root"
+    assert build(root, wheels, "tiny==1.0").returncode == 0
+    first = current(root)
+    time.sleep(1.1)  # another second: another snapshot id
+    assert build(root, wheels, "tiny==1.0", "tiny==2.0 ; python_version < '3'").returncode == 0
+    second = current(root)
+    assert second != first
+    objects = root / "store" / "sha256"
+    for snap in (first, second):
+        for p in snap.rglob("*"):
+            if p.is_file() and p.name not in ("MANIFEST", "MANIFEST.xxh3"):
+                digest = hashlib.sha256(p.read_bytes()).hexdigest()
+                obj = objects / (digest + (".x" if os.stat(p).st_mode & 0o111 else ""))
+                assert os.path.samefile(p, obj), p
+    wheel = "wheels/tiny-1.0-py3-none-any.whl"
+    assert os.path.samefile(first / wheel, second / wheel)
+    assert os.stat(first / wheel).st_nlink == 3  # two snapshots and the store
+    assert os.listdir(root / "store" / "tmp") == []
 
 
 def test_failed_build_changes_nothing(built, wheels, tmp_path):

@@ -1,0 +1,109 @@
+"""The content-addressed store of a snapshot root: every regular file of every snapshot, once.
+
+    ROOT/store/sha256/<64 hex>      content whose sha256 is that, mode 0444
+    ROOT/store/sha256/<64 hex>.x    the same content, mode 0555 (hard links share one mode)
+    ROOT/store/tmp/                 objects being written; renamed into place when complete
+
+A snapshot's regular files are hard links to these objects, so a weekly rebuild in which few
+packages changed adds only their bytes, and a pull fetches only the blobs the store lacks. The
+digest is the one an OCI registry names a blob by. An object's name is a promise about its
+content: it is written under tmp/, checked, and renamed into place. An object that no snapshot
+links (st_nlink 1) is garbage (`cowfs snapshot gc`).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tempfile
+
+STORE = "store"
+ALGO = "sha256"
+_CHUNK = 1 << 20
+
+
+def objects_dir(root: str) -> str:
+    return os.path.join(root, STORE, ALGO)
+
+
+def object_path(root: str, digest: str, executable: bool) -> str:
+    """Where the object of DIGEST (64 hex digits) and mode lives under ROOT."""
+    return os.path.join(objects_dir(root), digest + (".x" if executable else ""))
+
+
+def sha256_of(path: str | bytes) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _ensure(root: str) -> str:
+    """The tmp dir, created with the objects dir on first use."""
+    tmp = os.path.join(root, STORE, "tmp")
+    os.makedirs(objects_dir(root), exist_ok=True)
+    os.makedirs(tmp, exist_ok=True)
+    return tmp
+
+
+def ingest(root: str, path: str | bytes) -> str:
+    """Make the regular file PATH (below ROOT, read-only already) a hard link to its store
+    object, adding the object if the store lacks it; returns its sha256. Mode 0555 or 0444."""
+    st = os.lstat(path)
+    executable = bool(st.st_mode & 0o111)
+    digest = sha256_of(path)
+    _ensure(root)
+    obj = object_path(root, digest, executable)
+    try:
+        os.link(path, obj)  # the first of its content: the file becomes the object
+    except FileExistsError:
+        if not os.path.samestat(os.stat(obj), st):
+            tmp = os.fsencode(path) + b".cowfs-link"
+            os.link(obj, tmp)
+            os.rename(tmp, path)
+    return digest
+
+
+def link_out(root: str, digest: str, executable: bool, dest: str | bytes) -> None:
+    """Hard link the object of DIGEST to DEST (which must not exist)."""
+    os.link(object_path(root, digest, executable), dest)
+
+
+def add_object(root: str, digest: str, executable: bool, write) -> str:
+    """Write a new object with WRITE(file object), check that its content has DIGEST, and
+    rename it into place; returns its path. ValueError (nothing left behind) if the content
+    differs: a truncated or tampered download never gets a name."""
+    tmp_dir = _ensure(root)
+    fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=digest[:16] + "-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        got = sha256_of(tmp)
+        if got != digest:
+            raise ValueError(f"content has sha256 {got}, not {digest}")
+        os.chmod(tmp, 0o555 if executable else 0o444)
+        obj = object_path(root, digest, executable)
+        os.rename(tmp, obj)
+        return obj
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def garbage(root: str) -> list[str]:
+    """Objects no snapshot links (st_nlink 1), and leftovers in tmp/."""
+    out = []
+    for base in (objects_dir(root), os.path.join(root, STORE, "tmp")):
+        try:
+            names = os.listdir(base)
+        except FileNotFoundError:
+            continue
+        for name in names:
+            p = os.path.join(base, name)
+            st = os.lstat(p)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink == 1 or base.endswith("tmp"):
+                out.append(p)
+    return out
