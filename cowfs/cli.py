@@ -9,7 +9,8 @@ offline tools `cowfs diff` and `cowfs fsck`, sandboxes, and the shared cache sna
     cowfs diff --upper U --lower A [--lower B ...] [--json]  |  cowfs diff MOUNTPOINT [--json]
     cowfs fsck --upper U [--work W] [--repair]
     cowfs sandbox mount|reset|umount ...     (a private view of a shared snapshot: sandbox.py)
-    cowfs snapshot build ROOT [--requirements FILE] [--find-links DIR] [--no-index] [--python PY]
+    cowfs snapshot build ROOT [--requirements FILE | --top N --stats FILE] [--find-links DIR]
+                             [--no-index] [--python PY]
     cowfs verify SNAPSHOT                    (a snapshot dir, or a ROOT: its `current`)
     cowfs serve SOCKET                       (a ready parent forking mount daemons: serve.py)
 
@@ -302,12 +303,19 @@ def _build_parser() -> _Parser:
         description=(
             "Run pip wheel on the requirements with its cache in a new snapshot dir: "
             "ROOT/snapshots/<id>/{pip,wheels,requirements.txt,MANIFEST,MANIFEST.xxh3}, read-only. "
-            "ROOT/current switches to it atomically when it is complete; old snapshots stay."
+            "ROOT/current switches to it atomically when it is complete; old snapshots stay. "
+            "With --top N --stats FILE: the N most downloaded projects that build, each with a "
+            "pip wheel of its own; those that fail are left out, listed with pip's reason in "
+            "BUILD.json."
         ),
     )
     b.add_argument("root", metavar="ROOT")
     b.add_argument("-r", "--requirements", metavar="FILE",
                    help="pip requirements, one per line (default: the list shipped with cowfs)")
+    b.add_argument("--top", type=int, metavar="N",
+                   help="build the N most downloaded projects of --stats that build here")
+    b.add_argument("--stats", metavar="FILE",
+                   help="download counts: CSV with the header project,downloads")
     b.add_argument("--find-links", action="append", metavar="DIR", default=[],
                    help="also take wheels and sdists from DIR (repeatable)")
     b.add_argument("--no-index", action="store_true",
@@ -484,7 +492,7 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
 
     try:
         built = build(args.root, args.requirements, args.find_links, args.no_index, args.python,
-                      say=lambda line: print(line, flush=True))
+                      say=lambda line: print(line, flush=True), top=args.top, stats=args.stats)
     except SnapshotError as e:
         _say(str(e))
         return 1

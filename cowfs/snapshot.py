@@ -4,7 +4,8 @@ Layout under ROOT (the sandbox mounts rely on it):
 
     ROOT/snapshots/<id>/pip/              pip's cache dir, filled by pip itself
     ROOT/snapshots/<id>/wheels/           the wheelhouse (pip install --no-index --find-links)
-    ROOT/snapshots/<id>/requirements.txt  the input list
+    ROOT/snapshots/<id>/requirements.txt  the input list (--top: what went in, pinned)
+    ROOT/snapshots/<id>/BUILD.json        --top only: what went in, what was left out and why
     ROOT/snapshots/<id>/MANIFEST          every file: hash, size, mode, path (see manifest.py)
     ROOT/snapshots/<id>/MANIFEST.xxh3     the hash of MANIFEST
     ROOT/current -> snapshots/<id>        relative symlink
@@ -29,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from . import manifest, store
+from . import manifest, popular, store
 from .config import UsageError
 
 SNAPSHOTS = "snapshots"
@@ -76,11 +77,17 @@ def resolve(target: str) -> str:
 
 def build(root: str, requirements: str | None = None, find_links: Sequence[str] = (),
           no_index: bool = False, python: str = sys.executable,
-          say: Callable[[str], None] = print) -> Built:
-    """Build a snapshot under root and point root/current at it (module docstring)."""
+          say: Callable[[str], None] = print, top: int | None = None,
+          stats: str | None = None) -> Built:
+    """Build a snapshot under root and point root/current at it (module docstring): of the
+    requirements, or with top and stats of the `top` most downloaded projects (popular.py)."""
     started = time.monotonic()
     root = os.path.abspath(root)
-    wanted = _check_input(root, requirements, find_links, python)
+    _check_input(root, find_links, python)
+    if top is None and stats is None:
+        wanted, projects = _read_requirements(requirements), None
+    else:
+        wanted, projects = None, popular.ranked(stats, top, requirements)
     say(f"snapshot: {_pip_version(python)}")
 
     snapshots = os.path.join(root, SNAPSHOTS)
@@ -92,11 +99,12 @@ def build(root: str, requirements: str | None = None, find_links: Sequence[str] 
         raise SnapshotError(f"snapshot build failed: {e}") from None
     remove_on_failure: str | None = building
     try:
-        with open(os.path.join(building, REQUIREMENTS), "wb") as f:
-            f.write(wanted)
-        count = sum(1 for line in wanted.splitlines() if line.strip()[:1] not in (b"", b"#"))
-        say(f"snapshot: pip wheel of {count} requirement{'s' * (count != 1)} into {building}")
-        _run_pip(python, building, requirements, find_links, no_index)
+        os.mkdir(os.path.join(building, "pip"))
+        pip = _Pip(python, building, tuple(find_links), no_index)
+        if projects is None:
+            _fill_from_requirements(pip, wanted, requirements, say)
+        else:
+            _fill_top(pip, projects, top, stats, say)
         sealed = _seal(root, building)
         say(f"snapshot: sealed {sealed.files} files, {sealed.bytes} bytes")
         final = os.path.join(snapshots, f"{stamp}-{_manifest_hash(building)[:8]}")
@@ -118,9 +126,8 @@ def build(root: str, requirements: str | None = None, find_links: Sequence[str] 
     return Built(final, sealed.files, sealed.bytes, time.monotonic() - started)
 
 
-def _check_input(root: str, requirements: str | None, find_links: Sequence[str],
-                 python: str) -> bytes:
-    """UsageError for bad input, before anything is created; returns the requirements."""
+def _check_input(root: str, find_links: Sequence[str], python: str) -> None:
+    """UsageError for bad input, before anything is created."""
     if os.path.lexists(root) and not os.path.isdir(root):
         raise UsageError(f"snapshot root {root} is not a directory")
     current = os.path.join(root, CURRENT)
@@ -131,6 +138,9 @@ def _check_input(root: str, requirements: str | None, find_links: Sequence[str],
             raise UsageError(f"--find-links {d} is not a directory")
     if shutil.which(python) is None:
         raise UsageError(f"--python {python} is not an executable")
+
+
+def _read_requirements(requirements: str | None) -> bytes:
     if requirements is None:
         return default_requirements()
     try:
@@ -151,24 +161,59 @@ def _pip_version(python: str) -> str:
     return f"{res.stdout.strip()} ({python})"
 
 
-def _run_pip(python: str, building: str, requirements: str | None, find_links: Sequence[str],
-             no_index: bool) -> None:
-    """pip wheel with its cache in building/pip: pip writes its own cache entries (HTTP
-    responses, wheels it built from sdists), so a later pip on this cache finds them."""
-    env = dict(os.environ, PIP_CACHE_DIR=os.path.join(building, "pip"))
-    env.pop("PIP_NO_CACHE_DIR", None)
-    os.mkdir(env["PIP_CACHE_DIR"])
+@dataclass(frozen=True)
+class _Pip:
+    """`python -m pip wheel` with its cache in building/pip: pip writes its own cache entries
+    (HTTP responses, wheels it built from sdists), so a later pip on this cache finds them."""
+    python: str
+    building: str
+    find_links: tuple[str, ...]
+    no_index: bool
+
+    def wheel(self, wheel_dir: str, requirement: list[str],
+              capture: bool) -> subprocess.CompletedProcess:
+        """A captured stderr (the reason for a failure is in it) is passed on as well."""
+        env = dict(os.environ, PIP_CACHE_DIR=os.path.join(self.building, "pip"))
+        env.pop("PIP_NO_CACHE_DIR", None)
+        cmd = [self.python, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+               "--no-input", "--wheel-dir", wheel_dir, *requirement]
+        for d in self.find_links:
+            cmd += ["--find-links", os.path.abspath(d)]
+        if self.no_index:
+            cmd.append("--no-index")
+        res = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, text=True, errors="replace",
+                             stderr=subprocess.PIPE if capture else None)
+        if capture:
+            sys.stderr.write(res.stderr)
+            sys.stderr.flush()
+        return res
+
+
+def _fill_from_requirements(pip: _Pip, wanted: bytes, requirements: str | None,
+                            say: Callable[[str], None]) -> None:
+    copy = os.path.join(pip.building, REQUIREMENTS)
+    with open(copy, "wb") as f:
+        f.write(wanted)
+    count = sum(1 for line in wanted.splitlines() if line.strip()[:1] not in (b"", b"#"))
+    say(f"snapshot: pip wheel of {count} requirement{'s' * (count != 1)} into {pip.building}")
     # the original file, not the copy: pip resolves `-r other.txt` and `./dir` lines from it
-    req = os.path.abspath(requirements) if requirements else os.path.join(building, REQUIREMENTS)
-    cmd = [python, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-input",
-           "--wheel-dir", os.path.join(building, "wheels"), "--requirement", req]
-    for d in find_links:
-        cmd += ["--find-links", os.path.abspath(d)]
-    if no_index:
-        cmd.append("--no-index")
-    status = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL).returncode
+    req = os.path.abspath(requirements) if requirements else copy
+    status = pip.wheel(os.path.join(pip.building, "wheels"), ["--requirement", req],
+                       capture=False).returncode
     if status != 0:
         raise SnapshotError(f"snapshot build failed: pip wheel exited with status {status}")
+
+
+def _fill_top(pip: _Pip, projects: list[popular.Project], top: int, stats: str,
+              say: Callable[[str], None]) -> None:
+    say(f"snapshot: pip wheel of the {top} most downloaded of the {len(projects)} projects in "
+        f"{stats} that build, one at a time, into {pip.building}")
+    record = popular.fill(pip.building, projects, top,
+                          lambda scratch, name: pip.wheel(scratch, [name], capture=True), say)
+    if not record.included:
+        raise SnapshotError("snapshot build failed: no project could be built")
+    say(f"snapshot: {len(record.included)} projects in, {len(record.excluded)} left out "
+        f"({popular.RECORD})")
 
 
 def _seal(root: str, top: str) -> manifest.Report:
