@@ -175,6 +175,11 @@ class Lab:
             finally:
                 if variant != "empty":
                     self.umount(cache)
+            # what pip left in its cache: the sandbox's upper, or the plain cache dir
+            written = [f for f in (d / "state" / "upper" if variant != "empty" else cache)
+                       .rglob("*") if f.is_file()]
+            rec["cache_written_files"] = len(written)
+            rec["cache_written_bytes"] = sum(f.stat().st_size for f in written)
             rec.update(count_lines(r.stdout))
             rec["installed"] = len(next((line for line in r.stdout.splitlines()
                                          if line.startswith("Successfully installed")),
@@ -206,14 +211,21 @@ def summarize(runs: list[dict], variants: list[str]) -> dict:
             s["total_s"] = statistics.median(r["mount_s"] + r["install_s"] for r in ok)
         else:
             s["total_s"] = s["install_s"]
-        for k in ("downloaded", "cached", "local", "installed"):
+        for k in ("downloaded", "cached", "local", "installed", "cache_written_files",
+                  "cache_written_bytes"):
             s[k] = statistics.median(r[k] for r in ok)
         out[v] = s
     base = out.get("empty")
     if base:
-        for s in out.values():
+        empty = {r["round"]: r["install_s"] for r in runs
+                 if r["variant"] == "empty" and r["error"] is None}
+        for v, s in out.items():
             s["ratio"] = s["install_s"] / base["install_s"]
             s["total_ratio"] = s["total_s"] / base["total_s"]
+            # the same ratio within each round (neighbours in time), then their median
+            paired = [r["install_s"] / empty[r["round"]] for r in runs if r["variant"] == v
+                      and r["error"] is None and r["round"] in empty]
+            s["round_ratio"] = statistics.median(paired) if paired else None
     return out
 
 
@@ -239,16 +251,18 @@ def markdown(res: dict) -> str:
         f"{p['snapshot_build_s']:.1f} s). Every run: a fresh venv, a fresh cache or sandbox; "
         "the install alone timed, the mount beside it.", "",
         "| variant | what | pip install s, median (min-max) | sandbox mount s | mount + install s "
-        "| install / empty | faster than empty | wheels downloaded / from cache / local |",
-        "|---|---|---:|---:|---:|---:|---:|---|"]
+        "| install / empty (of the medians; median per round) | faster than empty "
+        "| wheels downloaded / from cache / local | written to the cache |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|"]
     for v, x in s.items():
         ratio = x.get("ratio")
         lines.append(
             f"| {v} | {WHAT[v]} | {x['install_s']:.2f} ({x['min_s']:.2f}-{x['max_s']:.2f}) | "
             + (f"{x['mount_s']:.2f}" if "mount_s" in x else "-") + f" | {x['total_s']:.2f} | "
-            + (f"{ratio:.2f}" if ratio else "-") + " | "
+            + (f"{ratio:.2f}; {x['round_ratio']:.2f}" if ratio else "-") + " | "
             + (f"{(1 - ratio) * 100:.0f}%" if ratio and v != "empty" else "-")
-            + f" | {x['downloaded']:.0f} / {x['cached']:.0f} / {x['local']:.0f} |")
+            + f" | {x['downloaded']:.0f} / {x['cached']:.0f} / {x['local']:.0f} | "
+            f"{x['cache_written_files']:.0f} files, {x['cache_written_bytes'] / 1e6:.2f} MB |")
     if not p["pip_cache_files"]:
         lines += ["", "The snapshot's pip cache is empty: pip stored no HTTP response while "
                   "building it, so the `cache` variant downloads every wheel again. pip caches "
