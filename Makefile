@@ -25,6 +25,8 @@ CRASH_ARGS ?=
 BENCH_ARGS ?=
 # extra arguments for `python -m bench.perreq`, e.g. PERREQ_ARGS="--quick --ops listdir-warm"
 PERREQ_ARGS ?=
+# extra arguments for `python -m bench.pipcache`, e.g. PIPCACHE_ARGS="--rounds 3 --variants cache,empty"
+PIPCACHE_ARGS ?=
 
 # ./.venv if others can reach it, else a world-readable place outside the checkout
 ifndef VENV
@@ -37,7 +39,7 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo 1)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all deps venv test demo clean testenv fuzz crash soak bench bench-perreq
+.PHONY: all deps venv test demo clean testenv fuzz crash soak bench bench-perreq bench-pipcache
 
 all: venv
 
@@ -129,6 +131,13 @@ bench: deps venv testenv
 # (bench/perreq.py, README "Benchmarks"); results in bench/results/perreq/.
 bench-perreq: deps venv testenv
 	@cd '$(CURDIR)' && $(VENV)/bin/python -m bench.perreq $(PERREQ_ARGS)
+
+# pip install of popular packages (bench/pipcache-requirements.txt, from the index) into a fresh
+# venv: with a sandbox over a `cowfs snapshot build` snapshot as the pip cache, from its
+# wheelhouse offline, and with an empty cache (bench/pipcache.py, README "Snapshots"); results
+# in bench/results/pipcache/. Needs the index (PyPI) reachable through pip.
+bench-pipcache: deps venv testenv
+	@cd '$(CURDIR)' && timeout -k 30 3600 $(VENV)/bin/python -m bench.pipcache $(PIPCACHE_ARGS)
 
 # --- demo -------------------------------------------------------------------------------------
 demo: deps venv
