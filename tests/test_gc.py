@@ -16,7 +16,8 @@ import pytest
 
 import overlay
 from cowfs import store
-from test_sandbox import Sandbox, _cmdline, ok, refused, unmount_below, user_dir, wait_dead
+from test_sandbox import (Sandbox, _cmdline, as_user, ok, refused, unmount_below, user_dir,
+                          wait_dead)
 
 sys.path.insert(0, os.path.join(overlay.REPO, "tools"))
 from store_disk import write_wheel  # noqa: E402
@@ -205,6 +206,14 @@ def test_bad_input_removes_nothing(bad, case):
     res = cowfs("snapshot", "gc", *(a.format(base=base, root=root, snap=snap) for a in args))
     assert res.returncode == 2, res.stdout + res.stderr
     assert res.stderr.splitlines() == [f"cowfs: {says.format(base=base, snap=snap)}"]
+    assert tree(base) == before
+
+
+def test_a_user_who_cannot_write_the_root_is_refused(bad):
+    base, root, _ = bad
+    before = tree(base)
+    refused(as_user(COWFS, "snapshot", "gc", root),
+            f"{root}/snapshots is not writable (run gc as its builder)")
     assert tree(base) == before
 
 
