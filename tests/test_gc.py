@@ -286,14 +286,31 @@ def test_a_killed_daemon_lets_go_of_its_snapshot(wheels, home):
 ROUNDS = 20
 
 
+def race(*calls) -> list:
+    """Run each (fn, *args) in its own thread after a random delay of up to 0.4 s (a cowfs
+    command takes longer to start): their results."""
+    got: list = [None] * len(calls)
+
+    def run(k: int, delay: float) -> None:
+        time.sleep(delay)
+        got[k] = calls[k][0](*calls[k][1:])
+
+    threads = [threading.Thread(target=run, args=(k, random.uniform(0, 0.4)))
+               for k in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return got
+
+
 def test_mounts_racing_with_gc_never_lose_their_snapshot(wheels, home):
     """Each round a fresh old snapshot (older than current: gc --keep 1 removes it unless it is
-    in use), and a sandbox mount of it started with gc, at random offsets. Either the mount
-    wins (gc keeps the snapshot, the sandbox reads it) or gc does (the mount is refused, as for
-    a snapshot that does not exist); never both. The winners stay mounted through the later
-    rounds' gc and read their snapshot again at the end."""
+    in use), and a sandbox mount of it started with gc. Either the mount wins (gc keeps the
+    snapshot, the sandbox reads it) or gc does (the mount is refused, as for a snapshot that
+    does not exist); never both. The winners stay mounted through the later rounds' gc and
+    read their snapshot again at the end."""
     root, (newest,) = build_weeks(wheels, 1)
-    rng = random.Random()
     mounted: list[tuple[Sandbox, str]] = []
     refusals = 0
     for i in range(ROUNDS):
@@ -301,28 +318,15 @@ def test_mounts_racing_with_gc_never_lose_their_snapshot(wheels, home):
         old = os.path.join(root, "snapshots", name)
         subprocess.run(["cp", "-al", os.path.join(root, "snapshots", newest), old], check=True)
         sb = sandbox(home, f"race{i}")
-        got: dict[str, subprocess.CompletedProcess] = {}
-
-        def after(delay: float, key: str, fn, *args) -> threading.Thread:
-            def run():
-                time.sleep(delay)
-                got[key] = fn(*args)
-            t = threading.Thread(target=run)
-            t.start()
-            return t
-
-        for t in (after(rng.uniform(0, 0.4), "mount", sb.mount, old),
-                  after(rng.uniform(0, 0.4), "gc", cowfs, "snapshot", "gc", root, "--keep", "1")):
-            t.join()
-        swept = got["gc"]
+        mount, swept = race((sb.mount, old), (cowfs, "snapshot", "gc", root, "--keep", "1"))
         assert swept.returncode == 0, swept.stderr
         removed = f"gc: removed snapshots/{name}\n" in swept.stdout
-        if got["mount"].returncode == 0:
+        if mount.returncode == 0:
             assert not removed and os.path.isdir(old), swept.stdout
             assert reads_its_snapshot(sb, old)
             mounted.append((sb, old))
         else:
-            refused(got["mount"], f"snapshot {old} does not exist")
+            refused(mount, f"snapshot {old} does not exist")
             assert removed and not os.path.lexists(old), swept.stdout
             assert not os.path.lexists(sb.state)
             refusals += 1
@@ -333,3 +337,88 @@ def test_mounts_racing_with_gc_never_lose_their_snapshot(wheels, home):
     gc(root, "--keep", "1")
     assert snapshots(root) == {newest}
     assert all(n >= 2 for n in store_links(root).values())
+
+
+def test_mounts_of_a_root_racing_with_a_rebuild_and_gc(wheels, home):
+    """Each round a rebuild (a new snapshot, `current` switched to it) then gc --keep 1 race a
+    sandbox mount of ROOT. The mount resolves `current` before or after the switch; if gc
+    removes what it resolved before it holds its lock, it resolves `current` again. So it is
+    always mounted, over a snapshot that stays for as long as it runs."""
+    root, _ = build_weeks(wheels, 1)
+    snaps = os.path.join(root, "snapshots")
+
+    def rebuild_and_gc(name: str) -> subprocess.CompletedProcess:
+        point_current(root, name)
+        return cowfs("snapshot", "gc", root, "--keep", "1")
+
+    mounted: list[tuple[Sandbox, str]] = []
+    over_before = 0
+    for i in range(ROUNDS // 2):
+        before = os.path.realpath(os.path.join(root, "current"))
+        name = f"20990101T0000{i:02d}Z-new{i:05d}"  # newer than every other
+        subprocess.run(["cp", "-al", before, os.path.join(snaps, name)], check=True)
+        sb = sandbox(home, f"root{i}")
+        mount, swept = race((sb.mount, root), (rebuild_and_gc, name))
+        ok(mount)
+        assert swept.returncode == 0, swept.stderr
+        with open(os.path.join(sb.state, "snapshot")) as f:
+            over = f.read().rstrip("\n")
+        assert over in (before, os.path.join(snaps, name))
+        if over == before:  # gc saw it, and found it in use
+            assert f"gc: in use, kept snapshots/{os.path.basename(before)}\n" in swept.stdout
+            over_before += 1
+        assert reads_its_snapshot(sb, over)
+        mounted.append((sb, over))
+    print(f"{over_before} of {len(mounted)} mounts over the snapshot before the rebuild")
+    for sb, over in mounted:
+        assert reads_its_snapshot(sb, over)
+        unmount(sb)
+    gc(root, "--keep", "1")
+    assert snapshots(root) == {name}
+
+
+def test_a_snapshot_removed_between_resolving_and_locking_is_resolved_again(wheels, home):
+    """The window between resolving `current` and locking the snapshot, made wide: strace delays
+    each flock(2) of the mount command by 3 s. The mount has resolved and opened s1 when
+    `current` moves to s2 and gc removes s1; once it holds its lock the mount finds s1's path
+    gone, resolves `current` again, and mounts s2."""
+    root, (s1, s2) = build_weeks(wheels, 2)
+    point_current(root, s1)
+    old = os.path.join(root, "snapshots", s1)
+    sb = sandbox(home, "window")
+    e = overlay.env()
+    mount = subprocess.Popen(
+        overlay.as_user(["strace", "-o", "/dev/null", "-e", "trace=flock", "-e",
+                         "inject=flock:delay_enter=3000000", e.cowfs_bin, "sandbox", "mount",
+                         "--snapshot", root, "--state", sb.state, sb.mnt]),
+        cwd=e.base, env=overlay.user_env(e), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not opened_by_a_mount(sb, old):
+        assert mount.poll() is None and time.monotonic() < deadline, mount.communicate()
+        time.sleep(0.02)
+    point_current(root, s2)
+    assert gc(root, "--keep", "1")[0] == f"gc: removed snapshots/{s1}"
+    out, err = mount.communicate(timeout=60)
+    assert mount.returncode == 0 and err == "", (mount.returncode, err)
+    with open(os.path.join(sb.state, "snapshot")) as f:
+        assert f.read() == os.path.join(root, "snapshots", s2) + "\n"
+    assert reads_its_snapshot(sb, os.path.join(root, "snapshots", s2))
+    unmount(sb)
+
+
+def opened_by_a_mount(sb: Sandbox, path: str) -> bool:
+    """Whether the command mounting SB has PATH open."""
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and f"\0{sb.state}\0".encode() in _cmdline(pid):
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == path:
+                        return True
+                except OSError:
+                    pass
+    return False
