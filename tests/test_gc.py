@@ -331,11 +331,17 @@ def test_mounts_racing_with_gc_never_lose_their_snapshot(wheels, home):
             assert not os.path.lexists(sb.state)
             refusals += 1
     print(f"{len(mounted)} mounts won, {refusals} refused")
-    for sb, old in mounted:
-        assert reads_its_snapshot(sb, old)
+    unmount_then_gc(root, mounted, newest)
+
+
+def unmount_then_gc(root: str, mounted: list[tuple[Sandbox, str]], last: str) -> None:
+    """Every sandbox still reads its snapshot; once they are unmounted, gc --keep 1 leaves LAST
+    and the objects it links."""
+    for sb, snap in mounted:
+        assert reads_its_snapshot(sb, snap)
         unmount(sb)
     gc(root, "--keep", "1")
-    assert snapshots(root) == {newest}
+    assert snapshots(root) == {last}
     assert all(n >= 2 for n in store_links(root).values())
 
 
@@ -370,11 +376,7 @@ def test_mounts_of_a_root_racing_with_a_rebuild_and_gc(wheels, home):
         assert reads_its_snapshot(sb, over)
         mounted.append((sb, over))
     print(f"{over_before} of {len(mounted)} mounts over the snapshot before the rebuild")
-    for sb, over in mounted:
-        assert reads_its_snapshot(sb, over)
-        unmount(sb)
-    gc(root, "--keep", "1")
-    assert snapshots(root) == {name}
+    unmount_then_gc(root, mounted, name)
 
 
 def test_a_snapshot_removed_between_resolving_and_locking_is_resolved_again(wheels, home):
