@@ -39,7 +39,7 @@ class Collected:
     bytes: int = 0
 
 
-def check_root(root: str) -> str:
+def _check_root(root: str) -> str:
     """ROOT's absolute path, or UsageError if it is not a snapshot root."""
     if not os.path.isdir(root):
         raise UsageError(f"snapshot root {root} does not exist" if not os.path.lexists(root)
@@ -67,7 +67,7 @@ def collect(root: str, keep: int, say: Callable[[str], None] = print) -> Collect
     """Remove what ROOT no longer needs (module docstring); SAY one line per removed dir."""
     if keep < 1:
         raise UsageError(f"--keep {keep}: keep at least 1 snapshot")
-    root = check_root(root)
+    root = _check_root(root)
     snapshots = os.path.join(root, snapshot.SNAPSHOTS)
     done = Collected()
     with store.root_lock(root, exclusive=True,
