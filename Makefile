@@ -11,7 +11,7 @@ TEST_USER ?= cowfs-test
 # hard cap for the whole pytest run, seconds (each mount/op has its own, shorter timeout)
 TEST_TIMEOUT ?= 1800
 PYTEST_ARGS ?=
-APT_PACKAGES := fuse3 libfuse3-dev pkg-config attr fuse-overlayfs stress-ng gcc python3-dev python3-venv
+APT_PACKAGES := fuse3 libfuse3-dev pkg-config attr fuse-overlayfs stress-ng gcc python3-dev python3-venv strace
 # how long `make fuzz` runs the differential fuzzer, and its seed (empty: a fresh one)
 FUZZ_SECONDS ?= 600
 SEED ?=

@@ -11,12 +11,14 @@ offline tools `cowfs diff` and `cowfs fsck`, sandboxes, and the shared cache sna
     cowfs sandbox mount|reset|umount ...     (a private view of a shared snapshot: sandbox.py)
     cowfs snapshot build ROOT [--requirements FILE | --top N --stats FILE] [--find-links DIR]
                              [--no-index] [--python PY]
+    cowfs snapshot gc ROOT [--keep N]        (old snapshots and unused store objects: collect.py)
     cowfs verify SNAPSHOT                    (a snapshot dir, or a ROOT: its `current`)
     cowfs serve SOCKET                       (a ready parent forking mount daemons: serve.py)
 
 Exit status: 0 success; 1 runtime failure (the mount could not be made, the daemon died, a layer
 could not be read; fsck: problems found or left; the snapshot build failed; verify found
-differences); 2 bad input (one line on stderr, nothing created or mounted).
+differences; gc could not remove something); 2 bad input (one line on stderr, nothing created,
+mounted or removed).
 
 -o options (comma separated; `\\,` and `\\:` escape a comma or colon inside a path, as in kernel
 overlayfs):
@@ -322,6 +324,20 @@ def _build_parser() -> _Parser:
                    help="do not use the package index (offline, with --find-links)")
     b.add_argument("--python", metavar="PY", default=sys.executable,
                    help="the python whose pip runs (default: %(default)s)")
+    g = ssub.add_parser(
+        "gc",
+        help="remove old snapshots and the store objects no snapshot uses",
+        description=(
+            "Remove every snapshot under ROOT/snapshots but ROOT/current's, the N newest and "
+            "those a mounted sandbox uses (reported), the dirs of killed builds, then the store "
+            "objects no snapshot links. Waits for a build in progress."
+        ),
+    )
+    g.add_argument("root", metavar="ROOT")
+    # 2: current, and the one before it to go back to
+    g.add_argument("--keep", metavar="N", type=int, default=2,
+                   help="how many of the newest snapshots to keep, at least 1 (current is kept "
+                   "too; default: %(default)s)")
 
     v = sub.add_parser(
         "verify",
@@ -487,7 +503,9 @@ def _cmd_fsck(args: argparse.Namespace) -> int:
 
 def _cmd_snapshot(args: argparse.Namespace) -> int:
     if args.snapshot_command is None:
-        raise UsageError("missing snapshot command: build (see cowfs snapshot --help)")
+        raise UsageError("missing snapshot command: build or gc (see cowfs snapshot --help)")
+    if args.snapshot_command == "gc":
+        return _cmd_gc(args)
     from .snapshot import SnapshotError, build  # noqa: PLC0415 - only this command needs it
 
     try:
@@ -498,6 +516,20 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
         return 1
     print(f"snapshot {built.path}: {built.files} files, {built.bytes} bytes, "
           f"{built.seconds:.1f} s")
+    return 0
+
+
+def _cmd_gc(args: argparse.Namespace) -> int:
+    from .collect import collect  # noqa: PLC0415
+
+    try:
+        done = collect(args.root, args.keep, say=lambda line: print(line, flush=True))
+    except OSError as e:
+        _say(f"snapshot gc failed: {e}")
+        return 1
+    n = len(done.removed)
+    print(f"gc {args.root}: {n} snapshot dir{'s' * (n != 1)} removed, {len(done.in_use)} in use, "
+          f"{done.kept} kept; {done.objects} store objects removed; {done.bytes} bytes freed")
     return 0
 
 

@@ -19,6 +19,9 @@ A state directory DIR holds one sandbox; many sandboxes share one snapshot:
                         every mount namespace, and a crashed daemon leaves no stale claim
   DIR/mounted-at        where DIR was last mounted: names the mountpoint when DIR is in use
 
+The daemon also holds a shared flock on the snapshot dir, so `cowfs snapshot gc` keeps it
+(hold_snapshot).
+
 Bad input (no such snapshot, not a snapshot, state dir not writable, DIR in use or made over
 another snapshot) raises UsageError: one line, exit status 2, nothing created.
 """
@@ -182,9 +185,38 @@ def _undo(created: list[str]) -> None:
             pass
 
 
+def hold_snapshot(snapshot: str, subdir: str | None) -> tuple[str, str, int]:
+    """resolve_lower, and an fd holding a shared flock(2) on the snapshot dir. The daemon
+    inherits it across the fork: `cowfs snapshot gc` sees the snapshot in use for as long as the
+    daemon runs, and no longer. gc renames a snapshot while holding its lock exclusively, before
+    removing it: a path that still names the dir we locked is safe (collect.py)."""
+    while True:  # again only if gc removed the snapshot between resolving it and locking it
+        snap, lower = resolve_lower(snapshot, subdir)
+        try:
+            fd = os.open(snap, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise UsageError(f"snapshot {snap}: {e.strerror}") from None
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits while gc holds it: then it is renamed
+        try:
+            if os.path.samestat(os.stat(snap), os.fstat(fd)):
+                return snap, lower, fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
 def mount(snapshot: str, state: str, subdir: str | None, mountpoint: str) -> int:
     """`cowfs sandbox mount`: returns the exit status (0) once the sandbox is live."""
-    snap, lower = resolve_lower(snapshot, subdir)
+    snap, lower, held = hold_snapshot(snapshot, subdir)
+    try:
+        return _mount(snap, lower, state, mountpoint)
+    finally:
+        os.close(held)  # the daemon's copy keeps the lock
+
+
+def _mount(snap: str, lower: str, state: str, mountpoint: str) -> int:
     real = _check_state(state, snap)
     created: list[str] = []
     fd = -1

@@ -16,10 +16,14 @@ Layout under ROOT (the sandbox mounts rely on it):
 the same suffix hold the same bytes. A build fills ROOT/snapshots/.building-<time>-<random>,
 seals it (read-only, then MANIFEST), renames it to <id>, and renames a fresh symlink over
 `current`: a reader sees the old snapshot or the new one, never a partial one. Old snapshots
-stay (mounts on them keep working); a failed build removes its directory and leaves `current`.
+stay (mounts on them keep working) until `cowfs snapshot gc` (collect.py); a failed build
+removes its directory and leaves `current`. A build holds ROOT's lock shared (store.root_lock)
+from its .building dir to `current`, so gc never sees it half done.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import shutil
 import stat
@@ -85,15 +89,28 @@ def build(root: str, requirements: str | None = None, find_links: Sequence[str] 
     root = os.path.abspath(root)
     _check_input(root, find_links, python)
     if top is None and stats is None:
-        wanted, projects = _read_requirements(requirements), None
+        fill = functools.partial(_fill_from_requirements, wanted=_read_requirements(requirements),
+                                 requirements=requirements, say=say)
     else:
-        wanted, projects = None, popular.ranked(stats, top, requirements)
+        fill = functools.partial(_fill_top, projects=popular.ranked(stats, top, requirements),
+                                 top=top, stats=stats, say=say)
     say(f"snapshot: {_pip_version(python)}")
 
     snapshots = os.path.join(root, SNAPSHOTS)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     try:
         os.makedirs(snapshots, exist_ok=True)
+    except OSError as e:
+        raise SnapshotError(f"snapshot build failed: {e}") from None
+    # gc waits while this build adds links to store objects and publishes its snapshot
+    with store.root_lock(root, waiting=lambda: say("snapshot: waiting for cowfs snapshot gc")):
+        return _build(root, snapshots, fill, find_links, no_index, python, say, started)
+
+
+def _build(root: str, snapshots: str, fill: Callable[[_Pip], None], find_links: Sequence[str],
+           no_index: bool, python: str, say: Callable[[str], None], started: float) -> Built:
+    """build() under the ROOT lock; FILL(pip) runs pip into the building snapshot."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    try:
         building = tempfile.mkdtemp(prefix=f"{BUILDING_PREFIX}{stamp}-", dir=snapshots)
     except OSError as e:
         raise SnapshotError(f"snapshot build failed: {e}") from None
@@ -101,15 +118,12 @@ def build(root: str, requirements: str | None = None, find_links: Sequence[str] 
     try:
         os.mkdir(os.path.join(building, "pip"))
         pip = _Pip(python, building, tuple(find_links), no_index)
-        if projects is None:
-            _fill_from_requirements(pip, wanted, requirements, say)
-        else:
-            _fill_top(pip, projects, top, stats, say)
+        fill(pip)
         sealed = _seal(root, building)
         say(f"snapshot: sealed {sealed.files} files, {sealed.bytes} bytes")
         final = os.path.join(snapshots, f"{stamp}-{_manifest_hash(building)[:8]}")
         if os.path.lexists(final):  # built in the same second from the same input: same bytes
-            _remove_tree(building)
+            remove_tree(building)
             remove_on_failure = None
         else:
             os.sync()  # the data is on disk before a name points at it
@@ -119,7 +133,7 @@ def build(root: str, requirements: str | None = None, find_links: Sequence[str] 
         say(f"snapshot: {CURRENT} -> {os.path.relpath(final, root)}")
     except BaseException as e:
         if remove_on_failure:
-            _remove_tree(remove_on_failure)
+            remove_tree(remove_on_failure)
         if isinstance(e, OSError):
             raise SnapshotError(f"snapshot build failed: {e}") from None
         raise
@@ -253,11 +267,20 @@ def _switch_current(root: str, target: str) -> None:
         raise
 
 
-def _remove_tree(top: str) -> None:
+def remove_tree(top: str) -> int:
     """rm -rf of a tree that _seal may have made read-only (a non-root builder needs its
-    directories writable to empty them)."""
+    directories writable to empty them). Returns the bytes it frees: the sizes of the files
+    whose last link it removes (a file linked into the store leaves its object behind)."""
     os.chmod(top, 0o700)
-    for path, st in manifest.scan(top).items():
+    found = manifest.scan(top)
+    for name in (manifest.MANIFEST, manifest.SEAL):  # the files scan leaves out
+        with contextlib.suppress(FileNotFoundError):
+            found[name.encode()] = os.lstat(os.path.join(top, name))
+    freed = 0
+    for path, st in found.items():
         if stat.S_ISDIR(st.st_mode):
             os.chmod(os.path.join(os.fsencode(top), path), 0o700)
+        elif stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+            freed += st.st_size
     shutil.rmtree(top)
+    return freed

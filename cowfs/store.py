@@ -3,19 +3,25 @@
     ROOT/store/sha256/<64 hex>      content whose sha256 is that, mode 0444
     ROOT/store/sha256/<64 hex>.x    the same content, mode 0555 (hard links share one mode)
     ROOT/store/tmp/                 objects being written; renamed into place when complete
+    ROOT (the directory itself)     flock(2)ed: shared by builds and pulls, exclusive by gc
 
 A snapshot's regular files are hard links to these objects, so a weekly rebuild in which few
 packages changed adds only their bytes, and a pull fetches only the blobs the store lacks. The
 digest is the one an OCI registry names a blob by. An object's name is a promise about its
 content: it is written under tmp/, checked, and renamed into place. An object that no snapshot
-links (st_nlink 1) is garbage (`cowfs snapshot gc`).
+links (st_nlink 1) is garbage (`cowfs snapshot gc`), but only while nothing adds links: a build
+or pull holds ROOT's lock shared from its first object to its published snapshot, gc holds it
+exclusively (root_lock).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import stat
 import tempfile
+from collections.abc import Callable, Iterator
 
 STORE = "store"
 ALGO = "sha256"
@@ -93,17 +99,40 @@ def add_object(root: str, digest: str, executable: bool, write) -> str:
         raise
 
 
-def garbage(root: str) -> list[str]:
-    """Objects no snapshot links (st_nlink 1), and leftovers in tmp/."""
-    out = []
-    for base in (objects_dir(root), os.path.join(root, STORE, "tmp")):
+@contextlib.contextmanager
+def root_lock(root: str, exclusive: bool = False,
+              waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold flock(2) on the ROOT directory: shared while a build or pull adds objects and links
+    and publishes its snapshot (an object with st_nlink 1 may be about to get its first link),
+    exclusive while gc runs. Calls WAITING once if it has to wait. The kernel drops it when
+    the holder dies, so a killed build never blocks gc for good."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        how = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         try:
-            names = os.listdir(base)
+            fcntl.flock(fd, how | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting is not None:
+                waiting()
+            fcntl.flock(fd, how)
+        yield
+    finally:
+        os.close(fd)
+
+
+def garbage(root: str) -> list[tuple[str, int]]:
+    """(path, size) of the objects no snapshot links (regular files with st_nlink 1) and of the
+    leftovers in tmp/ (a killed add_object's). Only true under root_lock(root, exclusive=True):
+    otherwise a build may be about to link an object, or a pull still writing a tmp file."""
+    out = []
+    tmp = os.path.join(root, STORE, "tmp")
+    for base in (objects_dir(root), tmp):
+        try:
+            entries = list(os.scandir(base))
         except FileNotFoundError:
             continue
-        for name in names:
-            p = os.path.join(base, name)
-            st = os.lstat(p)
-            if not stat.S_ISREG(st.st_mode) or st.st_nlink == 1 or base.endswith("tmp"):
-                out.append(p)
+        for e in entries:
+            st = e.stat(follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and (st.st_nlink == 1 or base == tmp):
+                out.append((e.path, st.st_size))
     return out

@@ -255,6 +255,13 @@ def test_sandbox_mount_holds_its_lock(lab: Lab, parent: Parent):  # noqa: F811
     out = run(lab, '''
         got = ask(["sandbox", "mount", "--snapshot", SNAP, "--state", STATE, MNT])
         seen = {"got": sorted(got), "x": read(MNT + "/pip/x.whl")}
+        import fcntl  # the snapshot is in use for `cowfs snapshot gc`: the daemon locks it
+        probe = os.open(SNAP, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            seen["snapshot"] = "locked"
+        os.close(probe)
         write(MNT + "/pip/y", "mine\\n")
         cli = [sys.executable, "-m", "cowfs"]
         busy = subprocess.run([*cli, "sandbox", "reset", STATE], capture_output=True, text=True)
@@ -266,7 +273,7 @@ def test_sandbox_mount_holds_its_lock(lab: Lab, parent: Parent):  # noqa: F811
                else None)
     ''', SOCK=parent.sock, SNAP=snap, STATE=state, MNT=mnt)
     assert out == {"seen": {
-        "got": ["pid"], "x": "wheel\n",
+        "got": ["pid"], "x": "wheel\n", "snapshot": "locked",
         "reset_while_mounted": [2, f"cowfs: state directory {state} is in use: mounted at {mnt} "
                                    f"(cowfs sandbox umount {mnt} first)\n"],
         "reset_after": 0}, "upper": None}
