@@ -1,6 +1,6 @@
 """Command line: `cowfs mount`, `cowfs umount`, the mount.fuse3 calling convention, and the
 offline tools `cowfs diff` and `cowfs fsck`, sandboxes, and the shared cache snapshots
-(`cowfs snapshot build`, `cowfs verify`).
+(`cowfs snapshot build|push|pull`, `cowfs verify`).
 
     cowfs mount --lower A [--lower B ...] [--upper U [--work W]] [-o OPTS] MOUNTPOINT
     cowfs mount -o lowerdir=A:B,upperdir=U,workdir=W MOUNTPOINT
@@ -10,12 +10,14 @@ offline tools `cowfs diff` and `cowfs fsck`, sandboxes, and the shared cache sna
     cowfs fsck --upper U [--work W] [--repair]
     cowfs sandbox mount|reset|umount ...     (a private view of a shared snapshot: sandbox.py)
     cowfs snapshot build ROOT [--requirements FILE] [--find-links DIR] [--no-index] [--python PY]
+    cowfs snapshot push SNAPSHOT REGISTRY/REPO:TAG   (an OCI registry: registry.py)
+    cowfs snapshot pull REGISTRY/REPO:TAG ROOT
     cowfs verify SNAPSHOT                    (a snapshot dir, or a ROOT: its `current`)
     cowfs serve SOCKET                       (a ready parent forking mount daemons: serve.py)
 
 Exit status: 0 success; 1 runtime failure (the mount could not be made, the daemon died, a layer
-could not be read; fsck: problems found or left; the snapshot build failed; verify found
-differences); 2 bad input (one line on stderr, nothing created or mounted).
+could not be read; fsck: problems found or left; the snapshot build, push or pull failed;
+verify found differences); 2 bad input (one line on stderr, nothing created or mounted).
 
 -o options (comma separated; `\\,` and `\\:` escape a comma or colon inside a path, as in kernel
 overlayfs):
@@ -314,6 +316,25 @@ def _build_parser() -> _Parser:
                    help="do not use the package index (offline, with --find-links)")
     b.add_argument("--python", metavar="PY", default=sys.executable,
                    help="the python whose pip runs (default: %(default)s)")
+    registry_note = (
+        "Plain HTTP for localhost, 127.0.0.0/8 and [::1], HTTPS elsewhere. Credentials: "
+        "COWFS_REGISTRY_USER and COWFS_REGISTRY_PASSWORD, else ~/.docker/config.json.")
+    pu = ssub.add_parser(
+        "push",
+        help="publish a snapshot to an OCI registry (only the blobs it lacks are sent)",
+        description="Publish SNAPSHOT (a snapshot dir, or a ROOT: its current snapshot) as an "
+        "OCI artifact REGISTRY/REPO:TAG, one blob per distinct file content. " + registry_note,
+    )
+    pu.add_argument("snapshot", metavar="SNAPSHOT")
+    pu.add_argument("ref", metavar="REGISTRY/REPO:TAG")
+    pl = ssub.add_parser(
+        "pull",
+        help="fetch a snapshot from an OCI registry into ROOT and point ROOT/current at it",
+        description="Fetch the blobs ROOT's store lacks, link the snapshot together, verify it, "
+        "then switch ROOT/current to it; an interrupted pull resumes. " + registry_note,
+    )
+    pl.add_argument("ref", metavar="REGISTRY/REPO:TAG")
+    pl.add_argument("root", metavar="ROOT")
 
     v = sub.add_parser(
         "verify",
@@ -479,17 +500,31 @@ def _cmd_fsck(args: argparse.Namespace) -> int:
 
 def _cmd_snapshot(args: argparse.Namespace) -> int:
     if args.snapshot_command is None:
-        raise UsageError("missing snapshot command: build (see cowfs snapshot --help)")
+        raise UsageError("missing snapshot command: build, push or pull "
+                         "(see cowfs snapshot --help)")
     from .snapshot import SnapshotError, build  # noqa: PLC0415 - only this command needs it
 
+    def say(line: str) -> None:
+        print(line, flush=True)
+
     try:
-        built = build(args.root, args.requirements, args.find_links, args.no_index, args.python,
-                      say=lambda line: print(line, flush=True))
+        if args.snapshot_command == "build":
+            built = build(args.root, args.requirements, args.find_links, args.no_index,
+                          args.python, say=say)
+            print(f"snapshot {built.path}: {built.files} files, {built.bytes} bytes, "
+                  f"{built.seconds:.1f} s")
+            return 0
+        from . import registry  # noqa: PLC0415 - oras and requests: ~100 ms to import
+
+        if args.snapshot_command == "push":
+            pushed = registry.push(args.snapshot, args.ref, say=say)
+            print(f"push {args.ref}: snapshot {pushed.id}, {pushed.seconds:.1f} s")
+        else:
+            pulled = registry.pull(args.ref, args.root, say=say)
+            print(f"pull {args.ref}: snapshot {pulled.path}, {pulled.seconds:.1f} s")
     except SnapshotError as e:
         _say(str(e))
         return 1
-    print(f"snapshot {built.path}: {built.files} files, {built.bytes} bytes, "
-          f"{built.seconds:.1f} s")
     return 0
 
 

@@ -39,7 +39,7 @@ def sha256_of(path: str | bytes) -> str:
     return h.hexdigest()
 
 
-def _ensure(root: str) -> str:
+def ensure(root: str) -> str:
     """The tmp dir, created with the objects dir on first use."""
     tmp = os.path.join(root, STORE, "tmp")
     os.makedirs(objects_dir(root), exist_ok=True)
@@ -53,7 +53,7 @@ def ingest(root: str, path: str | bytes) -> str:
     st = os.lstat(path)
     executable = bool(st.st_mode & 0o111)
     digest = sha256_of(path)
-    _ensure(root)
+    ensure(root)
     obj = object_path(root, digest, executable)
     try:
         os.link(path, obj)  # the first of its content: the file becomes the object
@@ -72,9 +72,10 @@ def link_out(root: str, digest: str, executable: bool, dest: str | bytes) -> Non
 
 def add_object(root: str, digest: str, executable: bool, write) -> str:
     """Write a new object with WRITE(file object), check that its content has DIGEST, and
-    rename it into place; returns its path. ValueError (nothing left behind) if the content
-    differs: a truncated or tampered download never gets a name."""
-    tmp_dir = _ensure(root)
+    link it into place; returns its path. ValueError (nothing left behind) if the content
+    differs: a truncated or tampered download never gets a name. An object that appeared
+    meanwhile is kept (link, not rename: snapshots may already link it)."""
+    tmp_dir = ensure(root)
     fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=digest[:16] + "-")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -86,11 +87,13 @@ def add_object(root: str, digest: str, executable: bool, write) -> str:
             raise ValueError(f"content has sha256 {got}, not {digest}")
         os.chmod(tmp, 0o555 if executable else 0o444)
         obj = object_path(root, digest, executable)
-        os.rename(tmp, obj)
+        try:
+            os.link(tmp, obj)
+        except FileExistsError:
+            pass
         return obj
-    except BaseException:
+    finally:
         os.unlink(tmp)
-        raise
 
 
 def garbage(root: str) -> list[str]:
