@@ -71,18 +71,20 @@ def link_out(root: str, digest: str, executable: bool, dest: str | bytes) -> Non
 
 
 def add_object(root: str, digest: str, executable: bool, write) -> str:
-    """Write a new object with WRITE(file object), check that its content has DIGEST, and
-    link it into place; returns its path. ValueError (nothing left behind) if the content
-    differs: a truncated or tampered download never gets a name. An object that appeared
-    meanwhile is kept (link, not rename: snapshots may already link it)."""
+    """Write a new object with WRITE(w), which calls w.write(bytes) with its content in order;
+    check that the content has DIGEST (hashed as it is written: no second read), and link it
+    into place; returns its path. ValueError (nothing left behind) if the content differs: a
+    truncated or tampered download never gets a name. An object that appeared meanwhile is
+    kept (link, not rename: snapshots may already link it)."""
     tmp_dir = ensure(root)
     fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=digest[:16] + "-")
     try:
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            w = _HashingWriter(f)
+            write(w)
             f.flush()
-            os.fsync(f.fileno())
-        got = sha256_of(tmp)
+            os.fsync(f.fileno())  # durable before it has a name that promises its content
+        got = w.sha256.hexdigest()
         if got != digest:
             raise ValueError(f"content has sha256 {got}, not {digest}")
         os.chmod(tmp, 0o555 if executable else 0o444)
@@ -94,6 +96,15 @@ def add_object(root: str, digest: str, executable: bool, write) -> str:
         return obj
     finally:
         os.unlink(tmp)
+
+
+class _HashingWriter:
+    def __init__(self, f) -> None:
+        self.file, self.sha256 = f, hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        self.sha256.update(data)
+        self.file.write(data)
 
 
 def garbage(root: str) -> list[str]:
