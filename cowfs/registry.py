@@ -66,9 +66,12 @@ FILE_TYPE = "application/vnd.cowfs.file.v1"
 ID_ANNOTATION = "dev.cowfs.snapshot.id"
 TITLE_ANNOTATION = "org.opencontainers.image.title"
 USER_ENV, PASSWORD_ENV = "COWFS_REGISTRY_USER", "COWFS_REGISTRY_PASSWORD"
+CREDENTIALS = f"credentials: {USER_ENV} and {PASSWORD_ENV}, else ~/.docker/config.json"
 
-#: Blob transfers at once: enough to hide the round trips of small files on loopback and LAN.
-JOBS = 4
+#: Blob transfers at once: the fsyncs, the registry's reads and the round trips overlap.
+#: Measured on 2 CPUs (load 6), 1 GiB of 5 MiB blobs over loopback: 2 threads 4.8 s, 4: 4.0 s,
+#: 8: 3.3 s.
+JOBS = 8
 #: Tries per blob, and the pause before the second and third: a registry that restarts is back
 #: within seconds; one that is down fails the command in ~3 s, not oras's 2 minutes.
 ATTEMPTS = 3
@@ -176,6 +179,13 @@ class _Client:
             self.oras.auth.set_basic_auth(user, password)
         else:
             self.oras.auth.load_configs(self.container)
+        if challenge.startswith("basic"):
+            if not getattr(self.oras.auth, "_basic_auth", None):  # oras: an AttributeError
+                raise UsageError(f"registry {ref.host} wants a user and password: "
+                                 f"{CREDENTIALS}")
+            # oras sends Basic credentials only after a 401, and then again a body that was a
+            # file already read to its end: send them with every request
+            self.oras.session.headers.update(self.oras.auth.get_auth_header())
 
     def _request(self, method: str, url: str, **kw) -> requests.Response:
         """One request; _Retry for what a second try may fix."""
@@ -184,14 +194,12 @@ class _Client:
         except requests.RequestException as e:
             raise _Retry(f"registry {self.ref.host}: {_reason(e)}") from None
         except ValueError as e:  # oras: a challenge it cannot answer
-            raise UsageError(f"{self.ref}: {e} (credentials: {USER_ENV} and {PASSWORD_ENV}, "
-                             "or ~/.docker/config.json)") from None
+            raise UsageError(f"{self.ref}: {e} ({CREDENTIALS})") from None
         if resp.status_code >= 500 or resp.status_code == 429:
             raise _Retry(f"registry {self.ref.host} answered {resp.status_code} {resp.reason} "
                          f"to {method} {url}")
         if resp.status_code in (401, 403):
-            raise UsageError(f"{self.ref}: access denied ({resp.status_code}; credentials: "
-                             f"{USER_ENV} and {PASSWORD_ENV}, or ~/.docker/config.json)")
+            raise UsageError(f"{self.ref}: access denied ({resp.status_code}; {CREDENTIALS})")
         return resp
 
     def request(self, method: str, url: str, ok: Iterable[int], **kw) -> requests.Response:

@@ -8,7 +8,9 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 
 from cowfs import snapshot
@@ -19,8 +21,10 @@ BINARY = "/usr/bin/docker-registry"
 class RegistryServer:
     """docker-registry serving storage/ on 127.0.0.1:<free port>; start() waits for /v2/."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, user: str | None = None, password: str = "") -> None:
+        """With user: Basic authentication (htpasswd) for that user and password."""
         self.base = base
+        self.user, self.password = user, password
         self.storage = base / "storage"
         self.config = base / "config.yml"
         self.log = base / "registry.log"
@@ -40,15 +44,25 @@ class RegistryServer:
             f"storage: {{filesystem: {{rootdirectory: {self.storage}}}, "
             "delete: {enabled: true}}\n"
             f"http: {{addr: '{self.host}'}}\n")
+        if self.user:
+            with warnings.catch_warnings():  # crypt: deprecated, the one bcrypt in the stdlib
+                warnings.simplefilter("ignore", DeprecationWarning)
+                import crypt
+                hashed = crypt.crypt(self.password, crypt.mksalt(crypt.METHOD_BLOWFISH))
+            (self.base / "htpasswd").write_text(f"{self.user}:{hashed}\n")
+            with open(self.config, "a") as f:
+                f.write(f"auth: {{htpasswd: {{realm: cowfs-test, path: {self.base}/htpasswd}}}}\n")
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([BINARY, "serve", str(self.config)], stdout=log,
                                          stderr=log, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2) as resp:
-                    if resp.status == 200:
-                        return self
+                with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2):
+                    return self
+            except urllib.error.HTTPError as e:
+                if e.code == 401:  # it answers, and wants credentials
+                    return self
             except OSError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:

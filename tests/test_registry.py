@@ -2,6 +2,7 @@
 test on 127.0.0.1: tests/registry_server.py), run as subprocesses through the venv's `cowfs`."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -308,6 +309,44 @@ def test_two_pulls_at_once(reg, tmp_path):
     for f in (current(b) / "pip").iterdir():
         assert f.stat().st_nlink == 2  # the snapshot's link and the store's: one object
     assert_store_clean(b)
+
+
+def test_credentials(tmp_path):
+    """A registry with Basic authentication (htpasswd): credentials from the environment or the
+    docker config; none or wrong ones are bad input (exit 2), never a traceback."""
+    server = RegistryServer(tmp_path / "registry", user="ci", password="s3cret")
+    try:
+        server.start()
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        a = tmp_path / "a"
+        make_snapshot(a, files(3, 1000))
+        ref = f"{server.host}/cache:1"
+        env = {k: v for k, v in os.environ.items() if k != "DOCKER_CONFIG"}
+        env["HOME"] = str(tmp_path / "home")  # no docker config
+        assert "wants a user and password" in one_line(cowfs("snapshot", "push", str(a), ref,
+                                                              env=env), 2)
+        good = dict(env, COWFS_REGISTRY_USER="ci", COWFS_REGISTRY_PASSWORD="s3cret")
+        res = cowfs("snapshot", "push", str(a), ref, env=good)
+        assert res.returncode == 0, res.stdout + res.stderr
+        wrong = dict(good, COWFS_REGISTRY_PASSWORD="wrong")
+        assert "access denied" in one_line(cowfs("snapshot", "pull", ref, str(tmp_path / "b"),
+                                                 env=wrong), 2)
+        half = dict(env, COWFS_REGISTRY_USER="ci")
+        assert "set both COWFS_REGISTRY_USER and COWFS_REGISTRY_PASSWORD" in one_line(
+            cowfs("snapshot", "pull", ref, str(tmp_path / "b"), env=half), 2)
+        assert not (tmp_path / "b").exists()
+
+        docker = tmp_path / "home" / ".docker"
+        docker.mkdir(parents=True)
+        (docker / "config.json").write_text(json.dumps(
+            {"auths": {server.host: {"auth": base64.b64encode(b"ci:s3cret").decode()}}}))
+        res = cowfs("snapshot", "pull", ref, str(tmp_path / "b"), env=env)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert tree(current(tmp_path / "b")) == tree(current(a))
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize("host, loopback", [
