@@ -6,9 +6,9 @@ loopback (tests/registry_server.py), the `cowfs` commands as a user runs them.
    (every blob, the index, MANIFEST, its seal and the OCI manifest counted), as a ratio of the
    changed files' bytes.
 2. Time: `cowfs snapshot pull` of a --mib snapshot (5 MiB random files) into an empty ROOT
-   (fetch, link, verify, switch) against `cp -a` of the same snapshot dir, and `cp -a` + sync
-   (pull makes its objects durable before it names them). Runs interleaved, medians; warm page
-   cache.
+   (fetch, link, verify, switch) against `cp -a` of the same snapshot dir, `cp -a` + sync
+   (pull makes its objects durable before it names them), and curl fetching the same blobs
+   into /dev/null (what the registry alone takes). Runs interleaved, medians; warm page cache.
 
     .venv/bin/python -m bench.registry [--runs 5] [--mib 1024] [--files 1000]
 """
@@ -61,8 +61,8 @@ def oci_manifest(server: RegistryServer, repo: str, tag: str) -> bytes:
 
 def bytes_figures(server: RegistryServer, base: Path, nfiles: int) -> dict:
     rng = random.Random(15)
-    week1 = {f"{'pip' if i % 3 else 'wheels'}/d{i % 40}/f{i}": os.urandom(int(2 ** rng.uniform(10, 20)))
-             for i in range(nfiles)}
+    week1 = {f"{'pip' if i % 3 else 'wheels'}/d{i % 40}/f{i}":
+             os.urandom(int(2 ** rng.uniform(10, 20))) for i in range(nfiles)}
     a, b = base / "a", base / "b"
     make_snapshot(a, week1)
     ref = f"{server.host}/bench/bytes"
@@ -83,7 +83,8 @@ def bytes_figures(server: RegistryServer, base: Path, nfiles: int) -> dict:
     return {"files": nfiles, "total_bytes": sum(map(len, week2.values())),
             "changed_files": len(changed), "changed_bytes": changed_bytes,
             "push_bytes": sent, "push_ratio": sent / changed_bytes,
-            "pull_bytes": got, "pull_ratio": got / changed_bytes, "metadata_bytes": meta + len(raw)}
+            "pull_bytes": got, "pull_ratio": got / changed_bytes,
+            "metadata_bytes": meta + len(raw)}
 
 
 def timed(cmd: list[str]) -> float:
@@ -94,13 +95,20 @@ def timed(cmd: list[str]) -> float:
 
 def time_figures(server: RegistryServer, base: Path, mib: int, runs: int) -> dict:
     src = base / "big"
-    snap = make_snapshot(src, {f"wheels/f{i:03d}.whl": os.urandom(5 << 20) for i in range(mib // 5)})
+    snap = make_snapshot(src, {f"wheels/f{i:03d}.whl": os.urandom(5 << 20)
+                               for i in range(mib // 5)})
     ref = f"{server.host}/bench/time:1"
     cowfs("snapshot", "push", str(src), ref)
+    # the floor the registry sets: curl fetching every blob once, into /dev/null
+    urls = base / "curl-urls"
+    urls.write_text("".join(f"url = http://{server.host}/v2/bench/time/blobs/sha256:{d}\n"
+                            "output = /dev/null\n"
+                            for d in os.listdir(src / "store" / "sha256")))
     kinds = {
         "pull": lambda d: [COWFS, "snapshot", "pull", ref, str(d)],
         "cp -a": lambda d: ["cp", "-a", str(snap), str(d)],
         "cp -a; sync": lambda d: ["sh", "-c", f"cp -a '{snap}' '{d}' && sync"],
+        "curl > /dev/null": lambda d: ["sh", "-c", f"mkdir '{d}' && curl -sf -K '{urls}'"],
     }
     times: dict[str, list[float]] = {k: [] for k in kinds}
     for run in range(runs):
@@ -113,7 +121,8 @@ def time_figures(server: RegistryServer, base: Path, mib: int, runs: int) -> dic
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"mib": mib, "runs": runs, "seconds": times, "median": med,
             "pull_over_cp": med["pull"] / med["cp -a"],
-            "pull_over_cp_sync": med["pull"] / med["cp -a; sync"]}
+            "pull_over_cp_sync": med["pull"] / med["cp -a; sync"],
+            "curl_over_cp": med["curl > /dev/null"] / med["cp -a"]}
 
 
 def main() -> None:
@@ -142,7 +151,8 @@ def main() -> None:
           f"({by['push_ratio']:.3f}x), pull fetched {by['pull_bytes']} ({by['pull_ratio']:.3f}x)")
     print(f"time, {t['mib']} MiB, median of {t['runs']}: " + ", ".join(
         f"{k} {v:.2f} s" for k, v in t["median"].items()) +
-        f"; pull/cp -a {t['pull_over_cp']:.2f}x, pull/(cp -a; sync) {t['pull_over_cp_sync']:.2f}x")
+        f"; pull/cp -a {t['pull_over_cp']:.2f}x, pull/(cp -a; sync) {t['pull_over_cp_sync']:.2f}x"
+        f", curl/cp -a {t['curl_over_cp']:.2f}x")
     print(f"load average before {result['load'][0][0]:.1f}, after {result['load'][1][0]:.1f} "
           f"on {result['cpus']} CPUs; results in {RESULTS}")
 

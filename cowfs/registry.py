@@ -72,9 +72,9 @@ CREDENTIALS = f"credentials: {USER_ENV} and {PASSWORD_ENV}, else ~/.docker/confi
 #: Measured on 2 CPUs (load 6), 1 GiB of 5 MiB blobs over loopback: 2 threads 4.8 s, 4: 4.0 s,
 #: 8: 3.3 s.
 JOBS = 8
-#: Tries per blob, and the pause before the second and third: a registry that restarts is back
-#: within seconds; one that is down fails the command in ~3 s, not oras's 2 minutes.
-ATTEMPTS = 3
+#: The pauses before the second and the third (last) try of a transfer: a registry that
+#: restarts is back within seconds; one that is down fails the command in ~3 s, not oras's 2
+#: minutes.
 BACKOFF = (0.5, 2.0)
 #: Seconds to connect, and between two reads of an answer.
 TIMEOUT = 30
@@ -157,7 +157,6 @@ class _Client:
     def __init__(self, ref: Ref) -> None:
         self.ref = ref
         self.container = oras.container.Container(f"{ref.repo}:{ref.tag}", registry=ref.host)
-        self.base = f"{'http' if is_loopback(ref.host) else 'https'}://{ref.host}/v2/"
         user, password = os.environ.get(USER_ENV), os.environ.get(PASSWORD_ENV)
         if (user is None) != (password is None):
             raise UsageError(f"set both {USER_ENV} and {PASSWORD_ENV}, or neither")
@@ -236,14 +235,15 @@ def _failing(what: str):
 
 
 def _retrying(what: str, attempt: Callable[[], object]) -> object:
-    for pause in (*BACKOFF, None):
+    for pause in BACKOFF:
         try:
             return attempt()
-        except _Retry as e:
-            if pause is None:
-                raise SnapshotError(f"{what}: {e}") from None
+        except _Retry:
             time.sleep(pause)
-    raise AssertionError("unreachable")
+    try:
+        return attempt()
+    except _Retry as e:
+        raise SnapshotError(f"{what}: {e}") from None
 
 
 def _in_parallel(fn: Callable, items: list) -> list:
