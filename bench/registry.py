@@ -114,7 +114,7 @@ def time_figures(server: RegistryServer, base: Path, mib: int, runs: int) -> dic
     for run in range(runs):
         order = list(kinds) if run % 2 == 0 else list(reversed(kinds))  # interleaved
         for kind in order:
-            dest = base / f"run-{run}-{kind.replace(' ', '').replace(';', '')}"
+            dest = base / f"run-{run}-{list(kinds).index(kind)}"
             subprocess.run(["sync"], check=True)  # nobody else's dirty pages in our time
             times[kind].append(timed(kinds[kind](dest)))
             shutil.rmtree(dest)
