@@ -9,10 +9,12 @@ import os
 import socket
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
+import requests
 from registry_server import RegistryServer, make_snapshot
 from test_snapshot import COWFS, build, cowfs, current, wheels  # noqa: F401 - wheels: a fixture
 
@@ -243,6 +245,45 @@ def test_bad_reference(reg, tmp_path, ref, says):
     assert not root.exists()
     if "missing" not in ref and "nosuchrepo" not in ref:
         assert says in one_line(push(tmp_path / "a", ref), 2)
+
+
+def test_not_a_cowfs_snapshot(reg, tmp_path):
+    """A tag holding some other artifact (an empty OCI image here) is bad input."""
+    config = b"{}"
+    digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    post = requests.post(f"http://{reg.host}/v2/other/blobs/uploads/", timeout=10)
+    location = urllib.parse.urljoin(post.url, post.headers["Location"])
+    sep = "&" if "?" in location else "?"
+    assert requests.put(f"{location}{sep}digest={digest}", data=config,
+                        timeout=10).status_code == 201
+    doc = {"schemaVersion": 2, "mediaType": registry.OCI_MANIFEST, "layers": [],
+           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                      "digest": digest, "size": len(config)}}
+    assert requests.put(f"http://{reg.host}/v2/other/manifests/1", json=doc, timeout=10,
+                        headers={"Content-Type": registry.OCI_MANIFEST}).status_code == 201
+    line = one_line(pull(f"{reg.host}/other:1", tmp_path / "b"), 2)
+    assert "is not a cowfs snapshot (artifact type application/vnd.oci.image.config" in line
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("entry", [
+    ["../x", "100444", "sha256:" + "a" * 64],
+    ["/x", "100444", "sha256:" + "a" * 64],
+    ["d/../x", "100444", "sha256:" + "a" * 64],
+    ["nodir/x", "100444", "sha256:" + "a" * 64],  # its parent is not in the index
+    ["MANIFEST", "100444", "sha256:" + "a" * 64],
+    ["x", "100644", "sha256:" + "a" * 64],  # writable: no snapshot has that
+    ["x", "120777", "sha256:" + "a" * 64],  # a symlink
+    ["x", "100444", None],
+    ["x", "100444", "sha256:" + "b" * 64],  # not a layer of the manifest
+    ["x", "100444", "sha256:../../etc"],
+])
+def test_index_from_the_registry_is_checked(entry):
+    """The index comes from the network: nothing in it may name a path outside the snapshot,
+    a mode a snapshot cannot hold, or a blob the manifest does not list."""
+    index = {"id": "x", "entries": [["d", "040555", None], entry]}
+    with pytest.raises(ValueError):
+        registry._parse_index(index, {"a" * 64: 1})
 
 
 def test_push_bad_input(reg, tmp_path):
