@@ -11,7 +11,9 @@ TEST_USER ?= cowfs-test
 # hard cap for the whole pytest run, seconds (each mount/op has its own, shorter timeout)
 TEST_TIMEOUT ?= 1800
 PYTEST_ARGS ?=
-APT_PACKAGES := fuse3 libfuse3-dev pkg-config attr fuse-overlayfs stress-ng gcc python3-dev python3-venv strace
+# docker-registry: the real OCI registry tests/test_registry.py and bench/registry.py start
+APT_PACKAGES := fuse3 libfuse3-dev pkg-config attr fuse-overlayfs stress-ng gcc python3-dev python3-venv \
+  strace docker-registry
 # how long `make fuzz` runs the differential fuzzer, and its seed (empty: a fresh one)
 FUZZ_SECONDS ?= 600
 SEED ?=
@@ -53,6 +55,7 @@ deps:
 	command -v fuse-overlayfs >/dev/null || missing="$$missing fuse-overlayfs"; \
 	command -v stress-ng >/dev/null || missing="$$missing stress-ng"; \
 	command -v gcc >/dev/null || missing="$$missing gcc"; \
+	[ -x /usr/bin/docker-registry ] || missing="$$missing docker-registry"; \
 	[ -f "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)/Python.h" ] || missing="$$missing python3-dev"; \
 	$(PY) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	command -v setpriv >/dev/null && command -v unshare >/dev/null || missing="$$missing util-linux"; \

@@ -1,6 +1,6 @@
 """Command line: `cowfs mount`, `cowfs umount`, the mount.fuse3 calling convention, and the
 offline tools `cowfs diff` and `cowfs fsck`, sandboxes, and the shared cache snapshots
-(`cowfs snapshot build`, `cowfs verify`).
+(`cowfs snapshot build|push|pull`, `cowfs verify`).
 
     cowfs mount --lower A [--lower B ...] [--upper U [--work W]] [-o OPTS] MOUNTPOINT
     cowfs mount -o lowerdir=A:B,upperdir=U,workdir=W MOUNTPOINT
@@ -11,14 +11,16 @@ offline tools `cowfs diff` and `cowfs fsck`, sandboxes, and the shared cache sna
     cowfs sandbox mount|reset|umount ...     (a private view of a shared snapshot: sandbox.py)
     cowfs snapshot build ROOT [--requirements FILE | --top N --stats FILE] [--find-links DIR]
                              [--no-index] [--python PY]
+    cowfs snapshot push SNAPSHOT REGISTRY/REPO:TAG   (an OCI registry: registry.py)
+    cowfs snapshot pull REGISTRY/REPO:TAG ROOT
     cowfs snapshot gc ROOT [--keep N]        (old snapshots and unused store objects: collect.py)
     cowfs verify SNAPSHOT                    (a snapshot dir, or a ROOT: its `current`)
     cowfs serve SOCKET                       (a ready parent forking mount daemons: serve.py)
 
 Exit status: 0 success; 1 runtime failure (the mount could not be made, the daemon died, a layer
-could not be read; fsck: problems found or left; the snapshot build failed; verify found
-differences; gc could not remove something); 2 bad input (one line on stderr, nothing created,
-mounted or removed).
+could not be read; fsck: problems found or left; the snapshot build, push or pull failed;
+verify found differences; gc could not remove something); 2 bad input (one line on stderr,
+nothing created, mounted or removed).
 
 -o options (comma separated; `\\,` and `\\:` escape a comma or colon inside a path, as in kernel
 overlayfs):
@@ -338,6 +340,25 @@ def _build_parser() -> _Parser:
     g.add_argument("--keep", metavar="N", type=int, default=2,
                    help="how many of the newest snapshots to keep, at least 1 (current is kept "
                    "too; default: %(default)s)")
+    registry_note = (
+        "Plain HTTP for localhost, 127.0.0.0/8 and [::1], HTTPS elsewhere. Credentials: "
+        "COWFS_REGISTRY_USER and COWFS_REGISTRY_PASSWORD, else ~/.docker/config.json.")
+    pu = ssub.add_parser(
+        "push",
+        help="publish a snapshot to an OCI registry (only the blobs it lacks are sent)",
+        description="Publish SNAPSHOT (a snapshot dir, or a ROOT: its current snapshot) as an "
+        "OCI artifact REGISTRY/REPO:TAG, one blob per distinct file content. " + registry_note,
+    )
+    pu.add_argument("snapshot", metavar="SNAPSHOT")
+    pu.add_argument("ref", metavar="REGISTRY/REPO:TAG")
+    pl = ssub.add_parser(
+        "pull",
+        help="fetch a snapshot from an OCI registry into ROOT and point ROOT/current at it",
+        description="Fetch the blobs ROOT's store lacks, link the snapshot together, verify it, "
+        "then switch ROOT/current to it; an interrupted pull resumes. " + registry_note,
+    )
+    pl.add_argument("ref", metavar="REGISTRY/REPO:TAG")
+    pl.add_argument("root", metavar="ROOT")
 
     v = sub.add_parser(
         "verify",
@@ -503,19 +524,33 @@ def _cmd_fsck(args: argparse.Namespace) -> int:
 
 def _cmd_snapshot(args: argparse.Namespace) -> int:
     if args.snapshot_command is None:
-        raise UsageError("missing snapshot command: build or gc (see cowfs snapshot --help)")
+        raise UsageError("missing snapshot command: build, push, pull or gc "
+                         "(see cowfs snapshot --help)")
     if args.snapshot_command == "gc":
         return _cmd_gc(args)
     from .snapshot import SnapshotError, build  # noqa: PLC0415 - only this command needs it
 
+    def say(line: str) -> None:
+        print(line, flush=True)
+
     try:
-        built = build(args.root, args.requirements, args.find_links, args.no_index, args.python,
-                      say=lambda line: print(line, flush=True), top=args.top, stats=args.stats)
+        if args.snapshot_command == "build":
+            built = build(args.root, args.requirements, args.find_links, args.no_index,
+                          args.python, say=say, top=args.top, stats=args.stats)
+            print(f"snapshot {built.path}: {built.files} files, {built.bytes} bytes, "
+                  f"{built.seconds:.1f} s")
+            return 0
+        from . import registry  # noqa: PLC0415 - oras and requests: ~100 ms to import
+
+        if args.snapshot_command == "push":
+            pushed = registry.push(args.snapshot, args.ref, say=say)
+            print(f"push {args.ref}: snapshot {pushed.id}, {pushed.seconds:.1f} s")
+        else:
+            pulled = registry.pull(args.ref, args.root, say=say)
+            print(f"pull {args.ref}: snapshot {pulled.path}, {pulled.seconds:.1f} s")
     except SnapshotError as e:
         _say(str(e))
         return 1
-    print(f"snapshot {built.path}: {built.files} files, {built.bytes} bytes, "
-          f"{built.seconds:.1f} s")
     return 0
 
 

@@ -241,12 +241,13 @@ def write(top: str, jobs: int | None = None) -> Report:
                                 f"{digest.strerror}")
         lines.append(f"{digest} {tree[p].st_size} {mode:06o} {encode_path(p)}\n")
     data = "".join(lines).encode("ascii")
-    _create(os.path.join(top, MANIFEST), data)
-    _create(os.path.join(top, SEAL), f"{xxhash.xxh3_128_hexdigest(data)}  {MANIFEST}\n".encode())
+    create(os.path.join(top, MANIFEST), data)
+    create(os.path.join(top, SEAL), f"{xxhash.xxh3_128_hexdigest(data)}  {MANIFEST}\n".encode())
     return Report([], len(files), sum(sizes))
 
 
-def _create(path: str, data: bytes) -> None:
+def create(path: str, data: bytes) -> None:
+    """A new read-only file (0444) holding data; FileExistsError if path exists."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
     with open(fd, "wb") as f:
         f.write(data)

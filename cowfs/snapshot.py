@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -34,6 +35,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import xxhash
+
 from . import manifest, popular, store
 from .config import UsageError
 
@@ -41,10 +44,13 @@ SNAPSHOTS = "snapshots"
 CURRENT = "current"
 BUILDING_PREFIX = ".building-"
 REQUIREMENTS = "requirements.txt"
+#: <id>: the UTC build time, then the first 8 hex digits of the MANIFEST's hash
+_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}")
 
 
 class SnapshotError(Exception):
-    """A build that failed after its input was checked (pip failed, a full disk): exit 1."""
+    """A snapshot command that failed after its input was checked (pip failed, a full disk, a
+    registry transfer): exit 1."""
 
 
 @dataclass(frozen=True)
@@ -122,15 +128,8 @@ def _build(root: str, snapshots: str, fill: Callable[[_Pip], None], find_links: 
         sealed = _seal(root, building)
         say(f"snapshot: sealed {sealed.files} files, {sealed.bytes} bytes")
         final = os.path.join(snapshots, f"{stamp}-{_manifest_hash(building)[:8]}")
-        if os.path.lexists(final):  # built in the same second from the same input: same bytes
-            remove_tree(building)
-            remove_on_failure = None
-        else:
-            os.sync()  # the data is on disk before a name points at it
-            os.rename(building, final)
-            remove_on_failure = final
-        _switch_current(root, os.path.relpath(final, root))
-        say(f"snapshot: {CURRENT} -> {os.path.relpath(final, root)}")
+        remove_on_failure = None  # publish cleans up after itself
+        publish(root, building, final, say)
     except BaseException as e:
         if remove_on_failure:
             remove_tree(remove_on_failure)
@@ -140,13 +139,28 @@ def _build(root: str, snapshots: str, fill: Callable[[_Pip], None], find_links: 
     return Built(final, sealed.files, sealed.bytes, time.monotonic() - started)
 
 
+def publish(root: str, building: str, final: str, say: Callable[[str], None]) -> None:
+    """Rename the sealed snapshot dir building to final and switch root/current to it. If final
+    exists (built in the same second from the same input, or pulled before: the same bytes),
+    building goes and current switches to final. On failure this call leaves nothing behind."""
+    try:
+        if os.path.lexists(final):
+            remove_tree(building)
+        else:
+            os.sync()  # the data is on disk before a name points at it
+            os.rename(building, final)
+            building = final
+        _switch_current(root, os.path.relpath(final, root))
+    except BaseException:
+        if os.path.lexists(building):
+            remove_tree(building)
+        raise
+    say(f"snapshot: {CURRENT} -> {os.path.relpath(final, root)}")
+
+
 def _check_input(root: str, find_links: Sequence[str], python: str) -> None:
     """UsageError for bad input, before anything is created."""
-    if os.path.lexists(root) and not os.path.isdir(root):
-        raise UsageError(f"snapshot root {root} is not a directory")
-    current = os.path.join(root, CURRENT)
-    if os.path.lexists(current) and not os.path.islink(current):
-        raise UsageError(f"{current} is not a symlink: not a snapshot root")
+    check_root(root)
     for d in find_links:
         if not os.path.isdir(d):
             raise UsageError(f"--find-links {d} is not a directory")
@@ -162,6 +176,15 @@ def _read_requirements(requirements: str | None) -> bytes:
             return f.read()
     except OSError as e:
         raise UsageError(f"cannot read requirements file {requirements}: {e.strerror}") from None
+
+
+def check_root(root: str) -> None:
+    """UsageError unless root is missing or a directory that may be a snapshot root."""
+    if os.path.lexists(root) and not os.path.isdir(root):
+        raise UsageError(f"snapshot root {root} is not a directory")
+    current = os.path.join(root, CURRENT)
+    if os.path.lexists(current) and not os.path.islink(current):
+        raise UsageError(f"{current} is not a symlink: not a snapshot root")
 
 
 def _pip_version(python: str) -> str:
@@ -249,6 +272,12 @@ def _seal(root: str, top: str) -> manifest.Report:
         raise SnapshotError(f"snapshot build failed: {e}") from None
     os.chmod(top, 0o555)
     return report
+
+
+def is_id_of(name: str, manifest_data: bytes) -> bool:
+    """Whether name is the <id> a build gives the snapshot whose MANIFEST holds manifest_data."""
+    return bool(_ID.fullmatch(name)) and \
+        name.endswith("-" + xxhash.xxh3_128_hexdigest(manifest_data)[:8])
 
 
 def _manifest_hash(top: str) -> str:

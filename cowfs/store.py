@@ -45,7 +45,7 @@ def sha256_of(path: str | bytes) -> str:
     return h.hexdigest()
 
 
-def _ensure(root: str) -> str:
+def ensure(root: str) -> str:
     """The tmp dir, created with the objects dir on first use."""
     tmp = os.path.join(root, STORE, "tmp")
     os.makedirs(objects_dir(root), exist_ok=True)
@@ -59,7 +59,7 @@ def ingest(root: str, path: str | bytes) -> str:
     st = os.lstat(path)
     executable = bool(st.st_mode & 0o111)
     digest = sha256_of(path)
-    _ensure(root)
+    ensure(root)
     obj = object_path(root, digest, executable)
     try:
         os.link(path, obj)  # the first of its content: the file becomes the object
@@ -77,26 +77,40 @@ def link_out(root: str, digest: str, executable: bool, dest: str | bytes) -> Non
 
 
 def add_object(root: str, digest: str, executable: bool, write) -> str:
-    """Write a new object with WRITE(file object), check that its content has DIGEST, and
-    rename it into place; returns its path. ValueError (nothing left behind) if the content
-    differs: a truncated or tampered download never gets a name."""
-    tmp_dir = _ensure(root)
+    """Write a new object with WRITE(w), which calls w.write(bytes) with its content in order;
+    check that the content has DIGEST (hashed as it is written: no second read), and link it
+    into place; returns its path. ValueError (nothing left behind) if the content differs: a
+    truncated or tampered download never gets a name. An object that appeared meanwhile is
+    kept (link, not rename: snapshots may already link it)."""
+    tmp_dir = ensure(root)
     fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=digest[:16] + "-")
     try:
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            w = _HashingWriter(f)
+            write(w)
             f.flush()
-            os.fsync(f.fileno())
-        got = sha256_of(tmp)
+            os.fsync(f.fileno())  # durable before it has a name that promises its content
+        got = w.sha256.hexdigest()
         if got != digest:
             raise ValueError(f"content has sha256 {got}, not {digest}")
         os.chmod(tmp, 0o555 if executable else 0o444)
         obj = object_path(root, digest, executable)
-        os.rename(tmp, obj)
+        try:
+            os.link(tmp, obj)
+        except FileExistsError:
+            pass
         return obj
-    except BaseException:
+    finally:
         os.unlink(tmp)
-        raise
+
+
+class _HashingWriter:
+    def __init__(self, f) -> None:
+        self.file, self.sha256 = f, hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        self.sha256.update(data)
+        self.file.write(data)
 
 
 @contextlib.contextmanager

@@ -429,7 +429,8 @@ def test_progress_bar_on_a_terminal(built):
     (["snapshot", "build", "{tmp}/root", "--python", "{tmp}/nope"],
      "--python {tmp}/nope is not an executable"),
     (["snapshot", "build", "{tmp}/file"], "snapshot root {tmp}/file is not a directory"),
-    (["snapshot"], "missing snapshot command: build or gc (see cowfs snapshot --help)"),
+    (["snapshot"],
+     "missing snapshot command: build, push, pull or gc (see cowfs snapshot --help)"),
 ])
 def test_bad_input(tmp_path, args, says):
     (tmp_path / "file").write_text("x")
