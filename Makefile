@@ -143,7 +143,7 @@ bench-pipcache: deps venv testenv
 	@cd '$(CURDIR)' && timeout -k 30 3600 $(VENV)/bin/python -m bench.pipcache $(PIPCACHE_ARGS)
 
 # --- demo -------------------------------------------------------------------------------------
-demo: deps venv
+demo: deps venv $(if $(IS_ROOT),testenv)
 	@if [ "$(IS_ROOT)" = 1 ]; then \
 	  unshare -m --propagation private $(VENV)/bin/python tools/demo.py; \
 	else $(VENV)/bin/python tools/demo.py; fi

@@ -1,20 +1,34 @@
 #!/usr/bin/env python3
 """A guided tour of cowfs: `make demo` (or `python3 tools/demo.py` with cowfs installed).
 
-Builds a small read-only "package cache" (the lower), mounts it with cowfs over an empty upper
-in a temporary folder, changes things through the mount, shows what landed in the upper in the
-kernel overlayfs on-disk format, shows that the lower did not change, and unmounts. Works as
-root or as a normal user (then /dev/fuse must be usable by that user). Everything lives in one
-temporary folder that is removed at the end; the mount is always undone.
+Part 1, the mechanics: builds a small read-only "package cache" (the lower), mounts it with
+cowfs over an empty upper in a temporary folder, changes things through the mount, shows what
+landed in the upper in the kernel overlayfs on-disk format, shows that the lower did not change,
+and unmounts.
+
+Part 2, the job cowfs is for, end to end and offline: the week's snapshot of the most downloaded
+projects (the bundled stats sample, wheels from Debian's /usr/share/python-wheels), pushed to an
+OCI registry started on loopback (docker-registry), pulled into a second root as another machine
+would, a sandbox mounted over it by an unprivileged user who pip installs from it and changes
+it (privately: `cowfs diff`; the snapshot still verifies), then next week's build, whose push
+sends only what changed.
+
+Works as root (the sandbox then belongs to the user cowfs-test, as in the tests) or as a normal
+user (then /dev/fuse must be usable by that user). Everything lives in one temporary folder that
+is removed at the end; mounts and the registry are always undone.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import pwd
+import shlex
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 LOWER = {
     "pip-cache/http-v2/4/b/3/4b3c7e.body": b"\x1f\x8b cached HTTP response body\n" * 8,
@@ -28,6 +42,13 @@ LOWER = {
     "site-packages/urllib3/util/retry.py": "class Retry: ...\n",
 }
 
+#: this install's bin dir: "cowfs" in the commands shown is the cowfs of this checkout
+BIN = os.path.dirname(os.path.abspath(sys.executable))
+#: offline wheels every Debian python3-venv brings (pip, setuptools): the week's packages
+WHEELS = "/usr/share/python-wheels"
+#: who mounts the sandbox when the demo runs as root (make demo creates it, as make test does)
+SANDBOX_USER = "cowfs-test"
+
 BOLD, DIM, RESET = ("\033[1m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
 
 
@@ -35,10 +56,16 @@ def step(title: str) -> None:
     print(f"\n{BOLD}== {title}{RESET}")
 
 
-def sh(cmd: str, cwd: str) -> str:
-    """Run CMD with bash in CWD, echo it and its output like a terminal session."""
-    print(f"{DIM}${RESET} {cmd}")
-    r = subprocess.run(["bash", "-c", cmd], cwd=cwd, capture_output=True, text=True)
+def sh(cmd: str, cwd: str, user: str | None = None) -> str:
+    """Run CMD with bash in CWD, echo it and its output like a terminal session; as USER (a
+    name) when given and we are root."""
+    print(f"{DIM}{user + ' ' if user else ''}${RESET} {cmd}")
+    argv = ["bash", "-c", cmd]
+    if user:
+        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups",
+                "env", "-i", "HOME=/tmp", f"PATH={BIN}:/usr/bin:/bin", *argv]
+    r = subprocess.run(argv, cwd=cwd, capture_output=True, text=True,
+                       env=dict(os.environ, PATH=f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"))
     out = (r.stdout + r.stderr).rstrip("\n")
     if out:
         print(out)
@@ -152,7 +179,7 @@ def main() -> int:
         else:
             print("(as root: mount -t overlay overlay -o userxattr,lowerdir=lower,upperdir=upper,"
                   "workdir=work2 merged)")
-        return 0
+        return pipeline(base)
     finally:
         if is_mounted(merged):
             subprocess.run(cowfs("umount", merged), capture_output=True, timeout=60)
@@ -165,6 +192,104 @@ def main() -> int:
             print(f"demo: {merged} is still mounted; leaving {base} in place", file=sys.stderr)
         else:
             subprocess.run(["rm", "-rf", base])
+
+
+class Registry:
+    """Debian's docker-registry on 127.0.0.1, a free port and storage below BASE."""
+
+    def __init__(self, base: str):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.host = f"127.0.0.1:{s.getsockname()[1]}"
+        config = os.path.join(base, "registry.yml")
+        with open(config, "w") as f:
+            f.write(f"version: 0.1\nlog: {{level: error}}\nhttp: {{addr: '{self.host}'}}\n"
+                    f"storage: {{filesystem: {{rootdirectory: {base}/registry}}}}\n")
+        self.log = open(os.path.join(base, "registry.log"), "wb")
+        try:
+            self.proc = subprocess.Popen(["docker-registry", "serve", config], stdout=self.log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise SystemExit("demo: docker-registry is missing (make demo installs it as root: "
+                             "apt-get install docker-registry)") from None
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2):
+                    return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise SystemExit(f"demo: docker-registry did not start (log: {self.log.name})")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def pipeline(base: str) -> int:
+    """Part 2 (module docstring): build, push, pull, sandbox, next week's push."""
+    import cowfs  # noqa: PLC0415 - the package ships the stats sample
+
+    sample = os.path.join(os.path.dirname(cowfs.__file__), "top-pypi-sample.csv")
+    user = SANDBOX_USER if os.geteuid() == 0 else None
+    home = os.path.join(base, "machine-b-user")  # the sandbox user's own dir
+    os.mkdir(home)
+    if user:
+        try:
+            pw = pwd.getpwnam(user)
+        except KeyError:
+            raise SystemExit(f"demo: as root the sandbox is mounted by {user}: run `make demo` "
+                             "(it creates the user)") from None
+        os.chown(home, pw.pw_uid, pw.pw_gid)
+    build = f"--stats {shlex.quote(sample)} --no-index --find-links {WHEELS}"
+    registry = Registry(base)
+    image = f"{registry.host}/cowfs/pypi"
+    mnt = os.path.join(home, "sandbox-mnt")
+    try:
+        step("Part 2: the weekly snapshot, from download stats to a sandbox (offline)")
+        step("Week 1, build host: the most downloaded project that builds here")
+        sh(f"head -6 {shlex.quote(sample)}", base)
+        sh(f"cowfs snapshot build build-root --top 1 {build} 2>/dev/null", base)
+        sh("grep -A3 '\"left_out\"' build-root/current/BUILD.json | head -4", base)
+
+        step(f"Publish it to an OCI registry (docker-registry on {registry.host})")
+        sh(f"cowfs snapshot push build-root {image}:week1", base)
+
+        step("Machine B pulls it: missing blobs into its store, verified, then `current`")
+        sh(f"cowfs snapshot pull {image}:week1 machine-b", base)
+        sh("ls machine-b/current/wheels && cowfs verify machine-b", base)
+
+        step(f"A sandbox on machine B, mounted by {user or 'you'} (no privileges)")
+        sh(f"mkdir sandbox-mnt && cowfs sandbox mount --snapshot {base}/machine-b "
+           "--state sandbox sandbox-mnt", home, user)
+        sh("/usr/bin/python3 -m venv venv && venv/bin/pip install --force-reinstall "
+           "--no-index --find-links sandbox-mnt/wheels setuptools | tail -1", home, user)
+        sh("venv/bin/python -c 'import setuptools; print(setuptools.__version__)'", home, user)
+
+        step("The sandbox changes its cache: privately")
+        sh("rm sandbox-mnt/wheels/setuptools-*.whl && echo mine > sandbox-mnt/wheels/NOTES",
+           home, user)
+        sh("cowfs diff sandbox-mnt", home, user)
+        sh("ls machine-b/current/wheels && cowfs verify machine-b", base)
+        sh("cowfs sandbox umount sandbox-mnt", home, user)
+
+        step("Week 2: the list moves on (the top 2); the push sends only what changed")
+        sh(f"cowfs snapshot build build-root --top 2 {build} 2>/dev/null | tail -1", base)
+        sh(f"cowfs snapshot push build-root {image}:week2", base)
+        sh(f"cowfs snapshot pull {image}:week2 machine-b", base)
+        sh("cowfs snapshot gc machine-b --keep 1", base)
+        return 0
+    finally:
+        if is_mounted(mnt):
+            subprocess.run(["fusermount3", "-uz", mnt], capture_output=True, timeout=60)
+        registry.stop()
 
 
 if __name__ == "__main__":
