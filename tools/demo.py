@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pwd
-import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -248,16 +248,19 @@ def pipeline(base: str) -> int:
             raise SystemExit(f"demo: as root the sandbox is mounted by {user}: run `make demo` "
                              "(it creates the user)") from None
         os.chown(home, pw.pw_uid, pw.pw_gid)
-    build = f"--stats {shlex.quote(sample)} --no-index --find-links {WHEELS}"
+    shutil.copy(sample, os.path.join(base, "top-pypi.csv"))
+    build = f"--stats top-pypi.csv --no-index --find-links {WHEELS}"
     registry = Registry(base)
     image = f"{registry.host}/cowfs/pypi"
     mnt = os.path.join(home, "sandbox-mnt")
     try:
         step("Part 2: the weekly snapshot, from download stats to a sandbox (offline)")
         step("Week 1, build host: the most downloaded project that builds here")
-        sh(f"head -6 {shlex.quote(sample)}", base)
+        sh("head -6 top-pypi.csv", base)
         sh(f"cowfs snapshot build build-root --top 1 {build} 2>/dev/null", base)
-        sh("grep -A3 '\"left_out\"' build-root/current/BUILD.json | head -4", base)
+        sh("python3 -c 'import json; r = json.load(open(\"build-root/current/BUILD.json\")); "
+           "print(\"in:\", [i[\"project\"] for i in r[\"included\"]], "
+           "\" left out:\", [e[\"project\"] for e in r[\"excluded\"]])'", base)
 
         step(f"Publish it to an OCI registry (docker-registry on {registry.host})")
         sh(f"cowfs snapshot push build-root {image}:week1", base)
