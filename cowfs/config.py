@@ -37,8 +37,10 @@ FUSERMOUNT_BUILTIN = "/bin/fusermount3"
 FUSE_CONF = "/etc/fuse.conf"
 
 #: Names allowed in an existing work dir: kernel overlayfs's own layout (WORK/work is also
-#: cowfs's scratch area; WORK/index is the kernel's index=on directory).
-WORK_DIR_ENTRIES = frozenset({"work", "index"})
+#: cowfs's scratch area; WORK/index is the kernel's index=on directory), and the origins of
+#: copied-up symlinks and special files cowfs keeps there (originmap.py).
+ORIGINS_FILE = "cowfs-origins"
+WORK_DIR_ENTRIES = frozenset({"work", "index", ORIGINS_FILE})
 
 
 class UsageError(Exception):
@@ -259,11 +261,14 @@ def _check_work_contents(work: str, shown: str) -> None:
         more = f" (and {len(stray) - 1} more)" if len(stray) > 1 else ""
         raise UsageError(
             f"work directory {shown} is not empty: it contains {stray[0]!r}{more}; "
-            "use an empty directory (only 'work' and 'index' are allowed)"
+            "use an empty directory (only 'work', 'index' and 'cowfs-origins' are allowed)"
         )
     for name in sorted(names):
         p = os.path.join(work, name)
-        if os.path.islink(p) or not os.path.isdir(p):
+        if name == ORIGINS_FILE:
+            if os.path.islink(p) or not os.path.isfile(p):
+                raise UsageError(f"work directory {shown}: {name!r} is not a regular file")
+        elif os.path.islink(p) or not os.path.isdir(p):
             raise UsageError(f"work directory {shown} is not empty: {name!r} is not a directory")
 
 

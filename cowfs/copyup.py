@@ -16,7 +16,7 @@ import time
 
 import trio
 
-from . import markers, namei
+from . import markers
 from .inodes import Node
 from .layers import RENAME_NOREPLACE, Layer, UpperLayer
 from .overlay import Overlay
@@ -136,7 +136,7 @@ async def _copy_up_file(ov: Overlay, node: Node, data: bool) -> None:
         raise
     node.upper = True
     if not stat.S_ISREG(st.st_mode):
-        ov.origins[namei.upper_key(upper.lstat(path))] = node.key
+        ov.note_origin(upper.lstat(path), node.key)
     _reopen_handles(ov, node)
     ov.attrs_changed(node)  # e.g. a lower hard link's count: the copy has one link
 

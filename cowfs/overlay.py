@@ -16,6 +16,7 @@ from . import namei
 from .config import MountConfig
 from .inodes import Node, NodeTable
 from .layers import Layer, UpperLayer
+from .originmap import OriginMap
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,17 @@ class Overlay:
         self.lowers = [Layer(path, i) for i, path in enumerate(cfg.lowers)]
         self.upper = UpperLayer(cfg.upper, cfg.work) if cfg.upper else None
         self.timeout = timeout
-        # upper key -> origin key, for copied-up objects that cannot carry the ORIGIN xattr
+        # upper key -> origin key, for copied-up objects that cannot carry the ORIGIN xattr,
+        # kept across mounts in the work dir (originmap.py)
         self.origins: dict[bytes, bytes] = {}
+        self.origin_map: OriginMap | None = None
+        if self.upper is not None:
+            top_st = self.upper.lstat(b".")
+            dev = top_st.st_dev
+            self.origin_map = OriginMap(cfg.work, self.upper.work_fd, top_st.st_ino)
+            for ino, origin in self.origin_map.load().items():
+                if namei.is_origin_key(origin):
+                    self.origins[b"u:%d:%d" % (dev, ino)] = origin
         # called when a change made attributes the kernel has cached wrong (set by the glue)
         self.attrs_changed = lambda node: None
         self.am_root = os.geteuid() == 0
@@ -79,6 +89,8 @@ class Overlay:
             {"lowers": list(cfg.lowers), "upper": cfg.upper, "work": cfg.work}).encode()
 
     def close(self) -> None:
+        if self.origin_map is not None:
+            self.origin_map.close()
         for layer in self.lowers:
             layer.close()
         if self.upper is not None:
@@ -106,8 +118,14 @@ class Overlay:
 
     def forget_origin(self, st: os.stat_result | None) -> None:
         """An upper object is going away: its inode number may be reused by an unrelated one."""
-        if st is not None and st.st_nlink == 1:
-            self.origins.pop(namei.upper_key(st), None)
+        if (st is not None and st.st_nlink == 1
+                and self.origins.pop(namei.upper_key(st), None) is not None):
+            self.origin_map.drop(st.st_ino)
+
+    def note_origin(self, st: os.stat_result, origin: bytes) -> None:
+        """A copied-up object that cannot carry the ORIGIN xattr (a symlink, a special file)."""
+        self.origins[namei.upper_key(st)] = origin
+        self.origin_map.add(st.st_ino, origin)
 
     def lower_positive(self, parent: Node, name: bytes) -> bool:
         return namei.lower_positive(self.lowers, parent.lowers, parent.child_path(name), name,

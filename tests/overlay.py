@@ -38,6 +38,8 @@ How it works
   `overlay_pair(..., upper_fs="tmpfs:size=1m,nr_inodes=64")` (or "ext4:size=8m,inodes=N") puts
   each side's upper and work dirs on a fresh filesystem of that kind and size (full-disk
   tests); `Pair.remount_upper_fs("ro")` remounts both under the running mounts.
+  `overlay_pair(..., lower_fs={1: "tmpfs:size=4m"})` builds lower 1 on a filesystem of its own
+  (layers on different filesystems: st_dev and inode numbers from two sources).
 - The kernel reference is mounted by root (it cannot be mounted otherwise without a user
   namespace); the FUSE side runs as the test user. Ops and tree walks run as the test user on
   both, so permission checks match; only copy-up ownership differs (see EXPECTED_DIFFERENCES).
@@ -525,6 +527,7 @@ class Layers:
     mnt: str
     n_work: int = 0
     upper_fs: str | None = None
+    lower_fs: list[str] = field(default_factory=list)  # mountpoints of lowers' own filesystems
 
     def new_work(self) -> str:
         """A fresh, empty work dir (a work dir can serve only one mount at a time), next to
@@ -547,6 +550,17 @@ class Layers:
             if r.returncode != 0:
                 _run(["umount", "-l", self.upper_fs], timeout=UMOUNT_TIMEOUT)
                 raise HarnessError(f"umount {self.upper_fs}: {r.stderr.strip()}; lazily")
+
+    def unmount_lower_fs(self) -> None:
+        """Unmount the lowers' own filesystems, their lowers unregistered first (check them
+        before: they are gone after)."""
+        for fs in self.lower_fs:
+            LOWERS[:] = [t for t in LOWERS if not t[0].startswith(fs + "/")]
+            if mounted_at(fs) is not None:
+                r = _run(["umount", fs], timeout=UMOUNT_TIMEOUT)
+                if r.returncode != 0:
+                    _run(["umount", "-l", fs], timeout=UMOUNT_TIMEOUT)
+                    raise HarnessError(f"umount {fs}: {r.stderr.strip()}; lazily")
 
 
 def _size(text: str) -> int:
@@ -591,16 +605,22 @@ def mount_upper_fs(path: str, spec: str) -> str:
 
 
 def make_layers(name: str, lower_specs: list, upper_spec: dict | Dir | None = None, *,
-                upper: bool = True, upper_fs: str | None = None) -> Layers:
+                upper: bool = True, upper_fs: str | None = None,
+                lower_fs: dict[int, str] | None = None) -> Layers:
     """Build lowers (registered as read-only) and an upper owned by the test user; UPPER_FS
     (see mount_upper_fs): upper and work dirs on a fresh filesystem of their own, BASE/upperfs
-    (unmounted by Pair.close, or by the caller with Layers.unmount_upper_fs)."""
+    (unmounted by Pair.close, or by the caller with Layers.unmount_upper_fs). LOWER_FS: lower
+    index -> SPEC, that lower on a filesystem of its own, BASE/lowerfsN (Layers.unmount_lower_fs).
+    """
     e = env()
     base = new_dir(name)
     ufs = mount_upper_fs(os.path.join(base, "upperfs"), upper_fs) if upper and upper_fs else None
-    lowers = []
+    lowers, lfs = [], []
     for i, spec in enumerate(lower_specs):
         p = os.path.join(base, f"lower{i}")
+        if lower_fs and i in lower_fs:
+            lfs.append(mount_upper_fs(os.path.join(base, f"lowerfs{i}"), lower_fs[i]))
+            p = os.path.join(lfs[-1], f"lower{i}")
         build_tree(spec, p)
         register_lower(p)
         lowers.append(p)
@@ -613,7 +633,8 @@ def make_layers(name: str, lower_specs: list, upper_spec: dict | Dir | None = No
             if isinstance(upper_spec, dict):
                 upper_spec = Dir(upper_spec)
             build_tree(upper_spec, up)
-    lay = Layers(base, lowers, up, None, _user_dir(os.path.join(base, "mnt")), upper_fs=ufs)
+    lay = Layers(base, lowers, up, None, _user_dir(os.path.join(base, "mnt")), upper_fs=ufs,
+                 lower_fs=lfs)
     if upper:
         lay.new_work()
     os.chown(base, e.uid, e.gid)
@@ -1065,7 +1086,7 @@ def _split_layer_dir_ino(d: Diff, ctx: Context) -> bool:
         return False
     try:
         dev = os.stat(ctx.kernel_upper).st_dev
-        if any(os.stat(low).st_dev == dev for low in ctx.lowers):
+        if all(os.stat(low).st_dev == dev for low in ctx.lowers):
             return False
     except OSError:
         return False
@@ -1181,14 +1202,15 @@ EXPECTED_DIFFERENCES: tuple[Expected, ...] = (
     ),
     Expected(
         "split-layer-dir-ino",
-        "st_ino on a kernel overlay whose upper is on another filesystem than its lowers "
-        "(full-disk tests: upper and work on a small filesystem of their own). Without xino "
+        "st_ino on a kernel overlay whose layers are not all on one filesystem (full-disk "
+        "tests: upper and work on a small filesystem of their own; test_ino_persist.py: a "
+        "lower on a tmpfs). Without xino "
         "(off here) the kernel shows a directory with an inode number of the overlay's own, "
         "and an upper non-directory with the upper's, told apart by st_dev only, which the "
         "harness does not compare: a directory and a file may show one number (seen: an "
         "upper dir and an upper file of a fresh tmpfs, 10 and 10). Matches only the ino of a "
         "directory, or of a tree entry whose kernel label names a directory, and only when "
-        "the kernel upper's st_dev is none of the lowers'.",
+        "some lower's st_dev is not the kernel upper's.",
         _split_layer_dir_ino,
     ),
     Expected(
@@ -1280,11 +1302,13 @@ class Pair:
     """The same lowers (and optional upper) mounted twice: kernel overlay and IMPL."""
 
     def __init__(self, lower_specs: list, upper: dict | Dir | None = None, *,
-                 impl: str | None = None, name: str = "pair", upper_fs: str | None = None):
+                 impl: str | None = None, name: str = "pair", upper_fs: str | None = None,
+                 lower_fs: dict[int, str] | None = None):
         self.impl = impl or env().impl
-        self.kernel_layers = make_layers(f"{name}-kernel", lower_specs, upper, upper_fs=upper_fs)
+        self.kernel_layers = make_layers(f"{name}-kernel", lower_specs, upper, upper_fs=upper_fs,
+                                         lower_fs=lower_fs)
         self.cowfs_layers = make_layers(f"{name}-{self.impl}", lower_specs, upper,
-                                        upper_fs=upper_fs)
+                                        upper_fs=upper_fs, lower_fs=lower_fs)
         self.kernel: Mount | None = None
         self.cowfs: Mount | None = None
         self.mount()
@@ -1355,7 +1379,11 @@ class Pair:
                 for lay in (self.kernel_layers, self.cowfs_layers):
                     lay.unmount_upper_fs()
             finally:
-                check_lowers(self.kernel_layers.lowers + self.cowfs_layers.lowers)
+                try:
+                    check_lowers(self.kernel_layers.lowers + self.cowfs_layers.lowers)
+                finally:
+                    for lay in (self.kernel_layers, self.cowfs_layers):
+                        lay.unmount_lower_fs()
 
 
 def rmtree_checked(path: str) -> None:
