@@ -51,7 +51,11 @@ def kept(entry: Entry | None) -> Entry | None:
 
 
 def upper_key(st: os.stat_result) -> bytes:
-    return b"u:%d:%d" % (st.st_dev, st.st_ino)
+    return upper_key_at(st.st_dev, st.st_ino)
+
+
+def upper_key_at(dev: int, ino: int) -> bytes:
+    return b"u:%d:%d" % (dev, ino)
 
 
 def _upper_key(upper: UpperLayer, path: bytes, st: os.stat_result,

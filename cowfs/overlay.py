@@ -63,7 +63,7 @@ class Overlay:
             self.origin_map = OriginMap(cfg.work, self.upper.work_fd, top_st.st_ino)
             for ino, origin in self.origin_map.load().items():
                 if namei.is_origin_key(origin):
-                    self.origins[b"u:%d:%d" % (dev, ino)] = origin
+                    self.origins[namei.upper_key_at(dev, ino)] = origin
         # called when a change made attributes the kernel has cached wrong (set by the glue)
         self.attrs_changed = lambda node: None
         self.am_root = os.geteuid() == 0

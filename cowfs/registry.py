@@ -32,7 +32,6 @@ COWFS_REGISTRY_PASSWORD, else the docker config (~/.docker/config.json, $DOCKER_
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import hashlib
 import ipaddress
@@ -457,19 +456,11 @@ def _parse_index(index: dict, sizes: dict[str, int]) -> list[tuple[bytes, int, s
     return out
 
 
-@contextlib.contextmanager
 def _pull_lock(root: str, say: Callable[[str], None]):
     fd = os.open(os.path.join(root, store.STORE, "pull.lock"),
                  os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            say(f"pull: waiting for another pull into {root}")
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return store.locked(fd, exclusive=True,
+                        waiting=lambda: say(f"pull: waiting for another pull into {root}"))
 
 
 def _fetch_objects(client: _Client, root: str, entries: list, sizes: dict[str, int]

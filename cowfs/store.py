@@ -2,13 +2,13 @@
 
     ROOT/store/sha256/<64 hex>      content whose sha256 is that, mode 0444
     ROOT/store/sha256/<64 hex>.x    the same content, mode 0555 (hard links share one mode)
-    ROOT/store/tmp/                 objects being written; renamed into place when complete
+    ROOT/store/tmp/                 objects being written; linked into place when checked
     ROOT (the directory itself)     flock(2)ed: shared by builds and pulls, exclusive by gc
 
 A snapshot's regular files are hard links to these objects, so a weekly rebuild in which few
 packages changed adds only their bytes, and a pull fetches only the blobs the store lacks. The
 digest is the one an OCI registry names a blob by. An object's name is a promise about its
-content: it is written under tmp/, checked, and renamed into place. An object that no snapshot
+content: it is written under tmp/, checked, and linked into place. An object that no snapshot
 links (st_nlink 1) is garbage (`cowfs snapshot gc`), but only while nothing adds links: a build
 or pull holds ROOT's lock shared from its first object to its published snapshot, gc holds it
 exclusively (root_lock).
@@ -113,14 +113,20 @@ class _HashingWriter:
         self.file.write(data)
 
 
-@contextlib.contextmanager
 def root_lock(root: str, exclusive: bool = False,
-              waiting: Callable[[], None] | None = None) -> Iterator[None]:
+              waiting: Callable[[], None] | None = None):
     """Hold flock(2) on the ROOT directory: shared while a build or pull adds objects and links
     and publishes its snapshot (an object with st_nlink 1 may be about to get its first link),
-    exclusive while gc runs. Calls WAITING once if it has to wait. The kernel drops it when
-    the holder dies, so a killed build never blocks gc for good."""
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    exclusive while gc runs."""
+    return locked(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), exclusive,
+                  waiting)
+
+
+@contextlib.contextmanager
+def locked(fd: int, exclusive: bool = False,
+           waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold flock(2) on FD, then close it. Calls WAITING once if it has to wait. The kernel
+    drops the lock when the holder dies, so a killed build or pull never blocks for good."""
     try:
         how = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         try:
