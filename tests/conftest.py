@@ -101,13 +101,15 @@ def _lowers_untouched(request: pytest.FixtureRequest):
 
 @pytest.fixture
 def overlay_pair(harness: overlay.Env, request: pytest.FixtureRequest):
-    """overlay_pair(*lower_specs, upper=None, impl=None, upper_fs=None, lower_fs=None) ->
-    overlay.Pair (see overlay.py)."""
+    """overlay_pair(*lower_specs, upper=None, impl=None, upper_fs=None, lower_fs=None,
+    kernel_opts=None, cowfs_opts=None) -> overlay.Pair (see overlay.py)."""
     pairs: list[overlay.Pair] = []
 
-    def make(*lowers, upper=None, impl=None, upper_fs=None, lower_fs=None) -> overlay.Pair:
+    def make(*lowers, upper=None, impl=None, upper_fs=None, lower_fs=None, kernel_opts=None,
+             cowfs_opts=None) -> overlay.Pair:
         p = overlay.Pair(list(lowers), upper, impl=impl, name=request.node.name,
-                         upper_fs=upper_fs, lower_fs=lower_fs)
+                         upper_fs=upper_fs, lower_fs=lower_fs, kernel_opts=kernel_opts,
+                         cowfs_opts=cowfs_opts)
         pairs.append(p)
         return p
 

@@ -35,6 +35,12 @@ How it works
   was first seen ("op3", or a tree path), so hardlinks and copy-up identity compare exactly.
   Also: `Pair.upper_tree("kernel"|"cowfs")` (the raw upper, as root: check the on-disk format),
   `Pair.remount()`, `Pair.trees()`, and `overlay_pair(..., impl="kernel")` for a fixed peer.
+  Features the rootless kernel lacks (redirect_dir, index, metacopy) are compared with the kernel
+  mounted as root in its trusted.overlay.* format: `overlay_pair(..., kernel_opts=["index=on"],
+  cowfs_opts=["-o", "..."])` mounts the reference without userxattr, with KERNEL_OPTS, and cowfs
+  with COWFS_OPTS added (lowers carrying user.overlay.* markers mean nothing to that reference).
+  `trusted_copy(upper, dst)` copies an upper with its user.overlay.* xattrs renamed to
+  trusted.overlay.*: what such a kernel mount reads, for interchange checks of those formats.
   `overlay_pair(..., upper_fs="tmpfs:size=1m,nr_inodes=64")` (or "ext4:size=8m,inodes=N") puts
   each side's upper and work dirs on a fresh filesystem of that kind and size (full-disk
   tests); `Pair.remount_upper_fs("ro")` remounts both under the running mounts.
@@ -660,8 +666,10 @@ def mounted_at(path: str) -> str | None:
 class Mount:
     """One mounted overlay. Use as a context manager, or call unmount()."""
 
-    def __init__(self, impl: str, layers: Layers, extra: list[str] | None = None):
+    def __init__(self, impl: str, layers: Layers, extra: list[str] | None = None, *,
+                 trusted: bool = False):
         self.impl = impl
+        self.trusted = trusted  # kernel: the trusted.overlay.* format (no userxattr)
         self.layers = layers
         self.mnt = layers.mnt
         self.proc: subprocess.Popen | None = None
@@ -682,7 +690,7 @@ class Mount:
         e = env()
         lay = self.layers
         if self.impl == "kernel":
-            opts = ["userxattr", "lowerdir=" + ":".join(lay.lowers)]
+            opts = ([] if self.trusted else ["userxattr"]) + ["lowerdir=" + ":".join(lay.lowers)]
             if lay.upper:
                 opts += [f"upperdir={lay.upper}", f"workdir={lay.work}"]
             r = _run(["mount", "-t", "overlay", "overlay", "-o", ",".join(opts + self.extra),
@@ -768,9 +776,30 @@ class Mount:
                                + (self.log_tail() if self.proc else ""))
 
 
-def mount(impl: str, layers: Layers, extra: list[str] | None = None) -> Mount:
-    """Mount LAYERS at layers.mnt with IMPL ("kernel", "cowfs", "fuse-overlayfs")."""
-    return Mount(impl, layers, extra)
+def mount(impl: str, layers: Layers, extra: list[str] | None = None, *,
+          trusted: bool = False) -> Mount:
+    """Mount LAYERS at layers.mnt with IMPL ("kernel", "cowfs", "fuse-overlayfs"); TRUSTED:
+    the kernel in its trusted.overlay.* format (root's), EXTRA its mount options."""
+    return Mount(impl, layers, extra, trusted=trusted)
+
+
+def trusted_copy(upper: str, dst: str) -> str:
+    """A copy of UPPER at DST (as root, everything kept) with every user.overlay.* xattr
+    renamed to trusted.overlay.*: the same upper in the format a root kernel mount reads."""
+    r = _run(["cp", "-a", "--", upper, dst], timeout=300)
+    if r.returncode != 0:
+        raise HarnessError(f"cp -a {upper} {dst}: {r.stderr.strip()}")
+    for d, dirs, files in os.walk(dst):
+        for path in [d] + [os.path.join(d, n) for n in files]:
+            if os.path.islink(path):
+                continue  # no user.* xattrs on symlinks
+            for name in os.listxattr(path, follow_symlinks=False):
+                if name.startswith("user.overlay."):
+                    value = os.getxattr(path, name, follow_symlinks=False)
+                    os.setxattr(path, "trusted." + name[len("user."):], value,
+                                follow_symlinks=False)
+                    os.removexattr(path, name, follow_symlinks=False)
+    return dst
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1303,8 +1332,11 @@ class Pair:
 
     def __init__(self, lower_specs: list, upper: dict | Dir | None = None, *,
                  impl: str | None = None, name: str = "pair", upper_fs: str | None = None,
-                 lower_fs: dict[int, str] | None = None):
+                 lower_fs: dict[int, str] | None = None, kernel_opts: list[str] | None = None,
+                 cowfs_opts: list[str] | None = None):
         self.impl = impl or env().impl
+        self.kernel_opts = kernel_opts  # not None: the reference is the trusted-format kernel
+        self.cowfs_opts = cowfs_opts or []
         self.kernel_layers = make_layers(f"{name}-kernel", lower_specs, upper, upper_fs=upper_fs,
                                          lower_fs=lower_fs)
         self.cowfs_layers = make_layers(f"{name}-{self.impl}", lower_specs, upper,
@@ -1314,9 +1346,10 @@ class Pair:
         self.mount()
 
     def mount(self) -> None:
-        self.kernel = mount("kernel", self.kernel_layers)
+        self.kernel = mount("kernel", self.kernel_layers, self.kernel_opts,
+                            trusted=self.kernel_opts is not None)
         try:
-            self.cowfs = mount(self.impl, self.cowfs_layers)
+            self.cowfs = mount(self.impl, self.cowfs_layers, self.cowfs_opts)
         except BaseException:
             self.kernel.unmount()
             raise

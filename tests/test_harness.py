@@ -108,3 +108,26 @@ def test_kernel_against_kernel_shows_no_difference(overlay_pair):
     assert out.kernel[12] == {"errno": "EXDEV"}
     assert out.diffs() == [], out.report()
     assert out.tolerated() == []
+
+
+def test_trusted_reference_and_copy(overlay_pair):
+    """kernel_opts= mounts the reference in root's trusted format with those options (a lower
+    dir renames there, where userxattr gives EXDEV); trusted_copy gives an upper that such a
+    mount reads as the userxattr kernel read the original."""
+    pair = overlay_pair({"d": Dir({"f": "F"}), "o": Dir({"x": "x"})}, impl="kernel",
+                        kernel_opts=["redirect_dir=on"])
+    out = pair.run([["rename", "d", "e"], ["read_file", "e/f"], ["stat", "d"]], trees=False)
+    assert out.kernel == [{"ok": None}, {"ok": "F"}, {"errno": "ENOENT"}], out.kernel
+    assert out.cowfs[0] == {"errno": "EXDEV"}, out.cowfs  # userxattr: no redirects
+    pair.run([["unlink", "o/x"], ["rmdir", "o"], ["mkdir", "o"], ["write_file", "o/y", "y"]])
+    upper = pair.cowfs_layers.upper  # the userxattr kernel's upper, impl="kernel"
+    assert os.getxattr(os.path.join(upper, "o"), "user.overlay.opaque") == b"y"
+    lay = overlay.make_layers("trusted-copy", [{"d": Dir({"f": "F"}), "o": Dir({"x": "x"})}])
+    copy = overlay.trusted_copy(upper, os.path.join(lay.base, "trusted-upper"))
+    assert os.getxattr(os.path.join(copy, "o"), "trusted.overlay.opaque") == b"y"
+    assert "user.overlay.opaque" not in os.listxattr(os.path.join(copy, "o"))
+    lay.upper = copy
+    lay.new_work()
+    with overlay.mount("kernel", lay, trusted=True):
+        tree = overlay.dump_tree(lay.mnt)
+    assert sorted(p for p in tree if p.startswith("o")) == ["o", "o/y"], tree
