@@ -70,6 +70,11 @@ def npm_as_user(home: str, project: str, *args: str) -> subprocess.CompletedProc
                           env=overlay.user_env(overlay.env()), stdin=subprocess.DEVNULL)
 
 
+def verified(res: subprocess.CompletedProcess) -> bool:
+    """`cowfs verify` passed (its report goes to stderr when that is not a terminal)."""
+    return res.returncode == 0 and (res.stdout + res.stderr).rstrip().endswith(": OK")
+
+
 def installed(project: str) -> set[str]:
     return set(os.listdir(os.path.join(project, "node_modules"))) - {".package-lock.json"}
 
@@ -115,7 +120,7 @@ def test_build_holds_npms_cache_beside_pips(built):
                                           for p in (snap / "npm").rglob("*") if p.is_file())
     for target in (str(built.root), str(built.before)):
         v = cowfs("verify", target)
-        assert v.returncode == 0 and (v.stdout + v.stderr).rstrip().endswith(": OK"), v.stdout + v.stderr
+        assert verified(v), v.stdout + v.stderr
 
 
 def test_offline_install_from_a_sandbox(built):
@@ -142,7 +147,7 @@ def test_offline_install_from_a_sandbox(built):
         sb.umount()
     finally:
         unmount_below(built.home)
-    assert cowfs("verify", str(built.root)).returncode == 0
+    assert verified(cowfs("verify", str(built.root)))
 
 
 def index_entries(cache: Path) -> list[dict]:
@@ -209,14 +214,15 @@ def test_a_sandboxs_cache_changes_stay_its_own(built):
         r = npm_as_user(b_home, project, "install", "--offline", *PACKAGES)
         assert r.returncode == 0, r.stdout + r.stderr
         assert installed(project) == INSTALLED
-        r = as_user("/usr/bin/env", "-C", project, "node", "-e", "console.log(require('ms')(60000))")
+        r = as_user("/usr/bin/env", "-C", project, "node", "-e",
+                    "console.log(require('ms')(60000))")
         assert r.stdout == "1m\n", r.stdout + r.stderr
         a.umount()
         b.umount()
     finally:
         unmount_below(built.home)
     v = cowfs("verify", str(built.root))
-    assert v.returncode == 0 and (v.stdout + v.stderr).rstrip().endswith(": OK"), v.stdout + v.stderr
+    assert verified(v), v.stdout + v.stderr
 
 
 def test_top_npm_leaves_out_what_fails(harness, tmp_path):
