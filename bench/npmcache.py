@@ -164,7 +164,7 @@ class Lab:
                     self.umount(npm_home)
             added = re.search(r"added (\d+) packages", r.stdout)
             rec["added"] = int(added.group(1)) if added else 0
-            # what npm wrote: the sandbox's upper, or the plain cache dir (copy: all of it)
+            # what npm wrote: the sandbox's upper, or the plain cache dir (copy: the copy too)
             written = [f for f in (npm_home if variant in ("empty", "copy") else
                                    d / "state" / "upper").rglob("*") if f.is_file()]
             rec["cache_written_files"] = len(written)
@@ -243,8 +243,9 @@ def markdown(res: dict) -> str:
             f"| {v} | {WHAT[v]} | {x['install_s']:.2f} ({x['min_s']:.2f}-{x['max_s']:.2f}) | "
             + (f"{x['mount_s']:.2f}" if "mount_s" in x else "-") + f" | {x['total_s']:.2f} | "
             + (f"{ratio:.2f}; {x['round_ratio']:.2f}" if ratio else "-")
-            + f" | {x['added']:.0f} | {x['cache_written_files']:.0f} files, "
-            f"{x['cache_written_bytes'] / 1e6:.2f} MB |")
+            + f" | {x['added']:.0f} | " + (  # copy: the copied cache dir, not npm's writes
+                "-" if v == "copy" else f"{x['cache_written_files']:.0f} files, "
+                f"{x['cache_written_bytes'] / 1e6:.2f} MB") + " |")
     failed = [r for r in res["runs"] if r["error"]]
     retried = sum(r["attempts"] - 1 for r in res["runs"])
     lines += ["", f"Runs failed: {len(failed)}; retries: {retried}."

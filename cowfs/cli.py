@@ -416,7 +416,7 @@ def _add_sandbox_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--state", required=True, metavar="DIR",
                    help="the sandbox's own directory (upper, work, records)")
     m.add_argument("--subdir", metavar="SUB",
-                   help="mount SNAPSHOT/SUB instead of the whole snapshot (e.g. pip)")
+                   help="mount SNAPSHOT/SUB instead of the whole snapshot (e.g. pip, npm)")
     r = acts.add_parser("reset", help="drop every change of a sandbox (it must not be mounted)")
     r.add_argument("state", metavar="DIR")
     u = acts.add_parser("umount", aliases=["unmount"], help="unmount a sandbox (cowfs umount)")
@@ -533,8 +533,8 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
                          "(see cowfs snapshot --help)")
     if args.snapshot_command == "gc":
         return _cmd_gc(args)
-    from .snapshot import SnapshotError, build  # noqa: PLC0415 - only this command needs it
     from . import kinds  # noqa: PLC0415
+    from .snapshot import SnapshotError, build  # noqa: PLC0415 - only this command needs it
 
     def say(line: str) -> None:
         print(line, flush=True)

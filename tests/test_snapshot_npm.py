@@ -15,11 +15,12 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import overlay
 import pytest
+from registry_server import RegistryServer
 from test_sandbox import Sandbox, as_user, ok, unmount_below, user_dir
 from test_snapshot import build, cowfs, current, wheels  # noqa: F401 - wheels is a fixture
 
-import overlay
 from cowfs import popular
 from cowfs.kinds import npm
 
@@ -148,6 +149,44 @@ def test_offline_install_from_a_sandbox(built):
     finally:
         unmount_below(built.home)
     assert verified(cowfs("verify", str(built.root)))
+    # what npm wrote into its sandbox is an upper like any other
+    upper = os.path.join(sb.state, "upper")
+    for args in (["fsck", "--upper", upper],
+                 ["diff", "--upper", upper, "--lower", str(current(built.root) / "npm")]):
+        r = cowfs(*args)
+        assert r.returncode == 0, (args, r.stdout + r.stderr)
+
+
+def test_push_and_pull_carry_both_kinds(built):
+    """The pip + npm snapshot through a registry on loopback into a second root, and an offline
+    npm install from a sandbox over the pulled one."""
+    server = RegistryServer(Path(built.base) / "registry")
+    try:
+        server.start()
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        ref = f"{server.host}/cache:npm"
+        r = cowfs("snapshot", "push", str(built.root), ref)
+        assert r.returncode == 0, r.stdout + r.stderr
+        pulled = Path(built.base) / "pulled"
+        r = cowfs("snapshot", "pull", ref, str(pulled))
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        server.stop()
+    assert current(pulled).name == current(built.root).name
+    assert sorted(os.listdir(current(pulled))) == sorted(os.listdir(current(built.root)))
+    sb = built.sandbox("pulled")
+    try:
+        ok(sb.mount(str(pulled), "--subdir", "npm"))
+        project = built.project()
+        r = npm_as_user(os.path.dirname(sb.mnt), project, "install", "--offline", *PACKAGES)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert installed(project) == INSTALLED
+        sb.umount()
+    finally:
+        unmount_below(built.home)
+    assert verified(cowfs("verify", str(pulled)))
 
 
 def index_entries(cache: Path) -> list[dict]:

@@ -53,18 +53,20 @@ class Npm:
     names = NPM
 
     def check(self) -> str:
-        npm = shutil.which("npm")
-        if npm is None:
-            raise UsageError("--kind npm needs npm, which is not installed here "
+        found = {tool: shutil.which(tool) for tool in ("npm", "node")}
+        missing = [tool for tool, path in found.items() if path is None]
+        if missing:
+            raise UsageError(f"--kind npm needs {' and '.join(missing)}, not installed here "
                              "(as root: apt-get install -y npm)")
-        res = subprocess.run([npm, "--version"], capture_output=True, text=True,
-                             stdin=subprocess.DEVNULL)
-        node = subprocess.run(["node", "--version"], capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL) if shutil.which("node") else None
-        if res.returncode != 0 or node is None or node.returncode != 0:
-            raise UsageError(f"--kind npm: {npm} does not run here: "
-                             f"{(res.stderr.strip().splitlines() or ['no node'])[-1]}")
-        return f"npm {res.stdout.strip()}, node {node.stdout.strip()} ({npm})"
+        versions = []
+        for tool, path in found.items():
+            res = subprocess.run([path, "--version"], capture_output=True, text=True,
+                                 stdin=subprocess.DEVNULL)
+            if res.returncode != 0:
+                said = (res.stderr.strip().splitlines() or [f"exit status {res.returncode}"])[-1]
+                raise UsageError(f"--kind npm: {path} --version failed: {said}")
+            versions.append(f"{tool} {res.stdout.strip()}")
+        return f"{', '.join(versions)} ({found['npm']})"
 
     def default_list(self) -> bytes:
         return default_packages()
