@@ -162,7 +162,7 @@ class Lab:
             finally:
                 if variant not in ("empty", "copy"):
                     self.umount(npm_home)
-            added = re.search(r"added (\d+) packages", r.stdout)
+            added = re.search(r"added (\d+) packages?\b", r.stdout)
             rec["added"] = int(added.group(1)) if added else 0
             # what npm wrote: the sandbox's upper, or the plain cache dir (copy: the copy too)
             written = [f for f in (npm_home if variant in ("empty", "copy") else

@@ -314,3 +314,27 @@ def test_bad_input(tmp_path, args, says):
     assert res.returncode == 2, res.stdout + res.stderr
     assert res.stderr.splitlines() == [f"cowfs: {says.format(tmp=tmp_path)}"]
     assert sorted(os.listdir(tmp_path)) == ["stats.csv"], "nothing is created"
+
+
+def test_npmcache_bench_runs_every_variant(harness):
+    """bench/npmcache.py end to end, one round of one small package: the machinery (snapshot,
+    sandbox mounts, the five installs, the results), not the speed."""
+    need_registry()
+    top = Path(overlay.new_dir("npmcache-bench"))
+    packages = top / "packages.txt"
+    packages.write_text("ms\n")
+    os.chmod(packages, 0o644)
+    out = top / "out"
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run([overlay.sys.executable, "-m", "bench.npmcache", "--rounds", "1",
+                    "--packages", str(packages), "--out", str(out)], cwd=repo, check=True,
+                   timeout=600, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "COWFS_BENCH_USER": overlay.TEST_USER})
+    res = json.loads((out / "results.json").read_text())
+    assert res["snapshot_verify"]["status"] == 0, res
+    got = {r["variant"]: r for r in res["runs"]}
+    assert set(got) == {"offline", "prefer-offline", "cache", "copy", "empty"}
+    for v, r in got.items():
+        assert r["error"] is None and r["install_s"] > 0 and r["added"] == 1, r
+        assert (r["mount_s"] is None) == (v in ("copy", "empty")), r
+    assert "| offline |" in (out / "results.md").read_text()
