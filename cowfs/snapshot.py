@@ -19,9 +19,9 @@ removes its directory and leaves `current`. A build holds ROOT's lock shared (st
 from its .building dir to `current`, so gc never sees it half done.
 
 A build fills one kind and starts from the current snapshot's entries of the other kinds (hard
-links), so ROOT/current holds them all. Builds of different kinds into one ROOT run one after
-the other: two at once would each start from the same `current`, and the later one's snapshot
-would lack what the earlier one built.
+links), so ROOT/current holds them all. Builds into one ROOT run one after the other (an
+exclusive flock on ROOT/snapshots): two at once would each start from the same `current`, and
+the later one's snapshot would lack what the earlier one built.
 """
 from __future__ import annotations
 
@@ -102,11 +102,20 @@ def build(root: str, kind: kinds.Kind, requirements: str | None = None,
         os.makedirs(snapshots, exist_ok=True)
     except OSError as e:
         raise SnapshotError(f"snapshot build failed: {e}") from None
-    # gc waits while this build adds links to store objects and publishes its snapshot
-    with store.root_lock(root, waiting=lambda: say("snapshot: waiting for cowfs snapshot gc")):
+    # one build at a time: each starts from `current` (the other kinds' entries) and ends by
+    # replacing it; gc waits while this build adds links to store objects and publishes
+    with _build_lock(snapshots, say), \
+            store.root_lock(root, waiting=lambda: say("snapshot: waiting for cowfs snapshot gc")):
         built = _build(root, snapshots, kind, fill, say, started)
     say(f"snapshot: sandboxes: {kind.usage(root)}")
     return built
+
+
+def _build_lock(snapshots: str, say: Callable[[str], None]):
+    """flock(2) on ROOT/snapshots, exclusive, held by a build for its whole run."""
+    fd = os.open(snapshots, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return store.locked(fd, exclusive=True,
+                        waiting=lambda: say(f"snapshot: waiting for another build in {snapshots}"))
 
 
 def _build(root: str, snapshots: str, kind: kinds.Kind, fill: Callable[[str], None],

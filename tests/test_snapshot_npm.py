@@ -13,15 +13,16 @@ import json
 import os
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import overlay
 import pytest
 from registry_server import RegistryServer
 from test_sandbox import Sandbox, as_user, ok, unmount_below, user_dir
-from test_snapshot import build, cowfs, current, wheels  # noqa: F401 - wheels is a fixture
+from test_snapshot import COWFS, build, cowfs, current, wheels  # noqa: F401 - wheels: a fixture
 
-from cowfs import popular
+from cowfs import popular, store
 from cowfs.kinds import npm
 
 #: small popular packages with a few dependencies: 8 packages in all
@@ -314,6 +315,33 @@ def test_bad_input(tmp_path, args, says):
     assert res.returncode == 2, res.stdout + res.stderr
     assert res.stderr.splitlines() == [f"cowfs: {says.format(tmp=tmp_path)}"]
     assert sorted(os.listdir(tmp_path)) == ["stats.csv"], "nothing is created"
+
+
+def test_builds_into_one_root_wait_for_each_other(built, wheels):  # noqa: F811
+    """A build holds ROOT/snapshots' flock for its whole run: a second one (here pip, while the
+    test holds the lock as a build would) waits before it makes anything, then starts from the
+    current snapshot, npm's entries included."""
+    root = built.root
+    before = current(root)
+    req = root.parent / f"{root.name}-requirements.txt"  # written by the fixture's pip build
+    with store.locked(os.open(root / "snapshots", os.O_RDONLY | os.O_DIRECTORY), exclusive=True):
+        pip = subprocess.Popen([COWFS, "snapshot", "build", str(root), "-r", str(req),
+                                "--find-links", str(wheels), "--no-index"], text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert pip.stdout.readline().startswith("snapshot: pip ")
+        assert pip.stdout.readline() == (f"snapshot: waiting for another build in "
+                                         f"{root}/snapshots\n")
+        time.sleep(0.5)
+        assert pip.poll() is None and sorted(os.listdir(root / "snapshots")) == sorted(
+            os.listdir(before.parent)) and current(root) == before
+    out, err = pip.communicate(timeout=120)
+    assert pip.returncode == 0, out + err
+    after = current(root)
+    assert after != before
+    assert f"snapshot: kept npm, npm-packages.txt of snapshots/{before.name}" in out.splitlines()
+    assert os.path.samestat(os.stat(after / "npm-packages.txt"),
+                            os.stat(before / "npm-packages.txt"))
+    assert verified(cowfs("verify", str(root)))
 
 
 def test_npmcache_bench_runs_every_variant(harness):
