@@ -366,3 +366,12 @@ def test_npmcache_bench_runs_every_variant(harness):
         assert r["error"] is None and r["install_s"] > 0 and r["added"] == 1, r
         assert (r["mount_s"] is None) == (v in ("copy", "empty")), r
     assert "| offline |" in (out / "results.md").read_text()
+
+
+def test_no_npm_is_bad_input(tmp_path):
+    res = cowfs("snapshot", "build", str(tmp_path / "root"), "--kind", "npm",
+                env={**os.environ, "PATH": str(tmp_path)})
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.splitlines() == ["cowfs: --kind npm needs npm and node, not installed here "
+                                       "(as root: apt-get install -y npm)"]
+    assert os.listdir(tmp_path) == [], "nothing is created"
