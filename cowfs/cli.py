@@ -9,8 +9,8 @@ offline tools `cowfs diff` and `cowfs fsck`, sandboxes, and the shared cache sna
     cowfs diff --upper U --lower A [--lower B ...] [--json]  |  cowfs diff MOUNTPOINT [--json]
     cowfs fsck --upper U [--work W] [--repair]
     cowfs sandbox mount|reset|umount ...     (a private view of a shared snapshot: sandbox.py)
-    cowfs snapshot build ROOT [--requirements FILE | --top N --stats FILE] [--find-links DIR]
-                             [--no-index] [--python PY]
+    cowfs snapshot build ROOT [--kind pip|npm] [--requirements FILE | --top N --stats FILE]
+                             [--find-links DIR] [--no-index] [--python PY]   (pip only)
     cowfs snapshot push SNAPSHOT REGISTRY/REPO:TAG   (an OCI registry: registry.py)
     cowfs snapshot pull REGISTRY/REPO:TAG ROOT
     cowfs snapshot gc ROOT [--keep N]        (old snapshots and unused store objects: collect.py)
@@ -299,33 +299,38 @@ def _build_parser() -> _Parser:
                    "shows is never touched")
     _add_sandbox_parser(sub)
 
-    s = sub.add_parser("snapshot", help="build a shared cache snapshot (pip cache + wheelhouse)")
+    s = sub.add_parser("snapshot", help="build a shared cache snapshot (pip, npm)")
     ssub = s.add_subparsers(dest="snapshot_command", metavar="SUBCOMMAND")
     b = ssub.add_parser(
         "build",
         help="build a new snapshot under ROOT and point ROOT/current at it",
         description=(
-            "Run pip wheel on the requirements with its cache in a new snapshot dir: "
-            "ROOT/snapshots/<id>/{pip,wheels,requirements.txt,MANIFEST,MANIFEST.xxh3}, read-only. "
-            "ROOT/current switches to it atomically when it is complete; old snapshots stay. "
+            "Run pip wheel (--kind pip) or npm install (--kind npm) on the list with its cache "
+            "in a new snapshot dir: ROOT/snapshots/<id>/{pip,wheels,requirements.txt} or "
+            "{npm,npm-packages.txt}, with MANIFEST and MANIFEST.xxh3, read-only; the other "
+            "kinds' entries of the current snapshot are kept. ROOT/current switches to it "
+            "atomically when it is complete; old snapshots stay. "
             "With --top N --stats FILE: the N most downloaded projects that build, each with a "
-            "pip wheel of its own; those that fail are left out, listed with pip's reason in "
-            "BUILD.json."
+            "run of its own; those that fail are left out, listed with the tool's reason in "
+            "BUILD.json (npm: npm-BUILD.json)."
         ),
     )
     b.add_argument("root", metavar="ROOT")
+    b.add_argument("--kind", default="pip", metavar="KIND",
+                   help="which cache: pip (default) or npm")
     b.add_argument("-r", "--requirements", metavar="FILE",
-                   help="pip requirements, one per line (default: the list shipped with cowfs)")
+                   help="pip requirements or npm package specs, one per line (default: the "
+                   "kind's list shipped with cowfs)")
     b.add_argument("--top", type=int, metavar="N",
                    help="build the N most downloaded projects of --stats that build here")
     b.add_argument("--stats", metavar="FILE",
                    help="download counts: CSV with the header project,downloads")
-    b.add_argument("--find-links", action="append", metavar="DIR", default=[],
-                   help="also take wheels and sdists from DIR (repeatable)")
-    b.add_argument("--no-index", action="store_true",
-                   help="do not use the package index (offline, with --find-links)")
-    b.add_argument("--python", metavar="PY", default=sys.executable,
-                   help="the python whose pip runs (default: %(default)s)")
+    b.add_argument("--find-links", action="append", metavar="DIR",
+                   help="pip: also take wheels and sdists from DIR (repeatable)")
+    b.add_argument("--no-index", action="store_true", default=None,
+                   help="pip: do not use the package index (offline, with --find-links)")
+    b.add_argument("--python", metavar="PY",
+                   help=f"pip: the python whose pip runs (default: {sys.executable})")
     g = ssub.add_parser(
         "gc",
         help="remove old snapshots and the store objects no snapshot uses",
@@ -411,7 +416,7 @@ def _add_sandbox_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--state", required=True, metavar="DIR",
                    help="the sandbox's own directory (upper, work, records)")
     m.add_argument("--subdir", metavar="SUB",
-                   help="mount SNAPSHOT/SUB instead of the whole snapshot (e.g. pip)")
+                   help="mount SNAPSHOT/SUB instead of the whole snapshot (e.g. pip, npm)")
     r = acts.add_parser("reset", help="drop every change of a sandbox (it must not be mounted)")
     r.add_argument("state", metavar="DIR")
     u = acts.add_parser("umount", aliases=["unmount"], help="unmount a sandbox (cowfs umount)")
@@ -528,6 +533,7 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
                          "(see cowfs snapshot --help)")
     if args.snapshot_command == "gc":
         return _cmd_gc(args)
+    from . import kinds  # noqa: PLC0415
     from .snapshot import SnapshotError, build  # noqa: PLC0415 - only this command needs it
 
     def say(line: str) -> None:
@@ -535,8 +541,12 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
 
     try:
         if args.snapshot_command == "build":
-            built = build(args.root, args.requirements, args.find_links, args.no_index,
-                          args.python, say=say, top=args.top, stats=args.stats)
+            given = {name: getattr(args, name) for name in ("python", "find_links", "no_index")
+                     if getattr(args, name) is not None}
+            if "find_links" in given:
+                given["find_links"] = tuple(given["find_links"])
+            built = build(args.root, kinds.make(args.kind, given), args.requirements, say=say,
+                          top=args.top, stats=args.stats)
             print(f"snapshot {built.path}: {built.files} files, {built.bytes} bytes, "
                   f"{built.seconds:.1f} s")
             return 0
