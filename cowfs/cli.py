@@ -32,6 +32,7 @@ overlayfs):
   allow_other                              let other users in (root: always on)
   own_lowers                               show lower objects as the mounting user's, with the
                                            owner's write bit (like --own-lowers)
+  metacopy=on|off                          metadata-only copy-up (like --metacopy; default off)
   fsname=NAME                              the source shown in the mount table (default cowfs)
   default_permissions, userxattr           accepted; always in effect
   nosuid nodev noexec noatime sync dirsync ... (mount flags libfuse knows) passed on to the kernel
@@ -74,7 +75,7 @@ IGNORED = frozenset(
 IGNORED_PREFIXES = ("x-", "comment=")
 #: Kernel overlayfs options cowfs does not take: named in the error message.
 KERNEL_OVERLAY_ONLY = frozenset(
-    "redirect_dir index metacopy xino nfs_export volatile uuid verity".split()
+    "redirect_dir index xino nfs_export volatile uuid verity".split()
 )
 
 
@@ -132,6 +133,7 @@ class MountOptions:
     debug_fuse: bool = False
     allow_other: bool = False
     own_lowers: bool = False
+    metacopy: bool = False
     log: str | None = None
     fsname: str | None = None
     fuse: set[str] = field(default_factory=set)
@@ -180,6 +182,10 @@ def parse_o_options(groups: list[str]) -> MountOptions:
                 mo.allow_other = True
             elif raw == "own_lowers":
                 mo.own_lowers = True
+            elif key == "metacopy" and eq:
+                if value not in ("on", "off"):
+                    raise UsageError(f"option metacopy={value}: on or off")
+                mo.metacopy = value == "on"
             elif key == "log" and eq:
                 if value == "":
                     raise UsageError("option log is empty")
@@ -242,6 +248,9 @@ def _build_parser() -> _Parser:
                    help="show lower objects as the mounting user's, with the owner's write bit: "
                    "a read-only tree of another user's becomes a writable one of your own (its "
                    "copies in the upper keep that)")
+    m.add_argument("--metacopy", action="store_true",
+                   help="metadata-only copy-up: chmod, chown, utimens or setxattr of a lower file "
+                   "copies no data until the first data change (kernel overlayfs metacopy=on)")
     m.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
     m.add_argument("-d", "--debug", action="store_true", help="log every request")
     m.add_argument("--debug-fuse", action="store_true", help="also print libfuse's request trace")
@@ -463,6 +472,7 @@ def _cmd_mount(args: argparse.Namespace) -> int:
         read_only=read_only,
         allow_other=args.allow_other or mo.allow_other,
         own_lowers=args.own_lowers or mo.own_lowers,
+        metacopy=args.metacopy or mo.metacopy,
         debug=debug,
         fsname=fsname,
         extra_fuse_options=mo.fuse,

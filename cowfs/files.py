@@ -46,6 +46,9 @@ class Handles:
         if flags & _WRITE_FLAGS or (flags & os.O_ACCMODE) != os.O_RDONLY:
             await copy_up(self.ov, node, data=not flags & os.O_TRUNC)
         path = self.ov.path_of(node)
+        if node.data is not None:  # a metacopy file, read: its lower's data
+            index, src = node.data
+            return self.add(node, self.ov.lowers[index].open_read(src), upper=False)
         if node.upper:
             return self.add(node, self.ov.upper.open(path, flags))
         return self.add(node, self.ov.layer_of(node).open_read(path), upper=False)

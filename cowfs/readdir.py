@@ -9,6 +9,7 @@ import pyfuse3
 from . import markers, namei
 from .inodes import ROOT, ROOT_PARENT, Node
 from .layers import WHITEOUT, Layer
+from .metacopy import DataError
 from .overlay import Listing, Overlay
 
 
@@ -99,10 +100,13 @@ class DirHandles:
         prefix = b"" if parent.ino == ROOT else path + b"/"
         for i in range(start, len(h.names)):
             name = h.names[i]
-            if parent.upper:
-                entry = ov.reaching(path, ov.resolve_at, parent, prefix, name)
-            else:
-                entry = ov.resolve_at(parent, prefix, name)
+            try:
+                if parent.upper:
+                    entry = ov.reaching(path, ov.resolve_at, parent, prefix, name)
+                else:
+                    entry = ov.resolve_at(parent, prefix, name)
+            except DataError:
+                continue  # a metacopy file that cannot be shown: left out, as by the kernel
             if entry is None:
                 continue  # removed since the listing was taken
             node = ov.node_for(parent, name, entry)
