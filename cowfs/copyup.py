@@ -308,3 +308,6 @@ def _reopen_handles(ov: Overlay, node: Node) -> None:
         fd = ov.upper.open(node.path(), os.O_RDONLY)
         old, handle.fd, handle.upper = handle.fd, fd, True
         os.close(old)
+        if handle.touch is not None:  # it was a metacopy file's
+            os.close(handle.touch)
+            handle.touch = None

@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 
 
 class DataError(OSError):
-    """A metacopy file whose data cannot be shown: not followed (option off) or lower gone."""
+    """A metacopy file whose data cannot be shown: not followed (option off) or lower gone.
+    `entry`: its namei.Entry (Overlay.resolve_at sets it)."""
+
+    entry = None
 
 
 def data_path(path: bytes, redirect: bytes | None) -> bytes:

@@ -117,7 +117,11 @@ class Overlay:
         entry = namei.resolve(self.upper, self.lowers, self.origins, parent.upper,
                               parent.lowers, prefix + name, name, _marks(parent))
         if entry is not None and entry.upper and entry.kind == stat.S_IFREG:
-            entry.data = metacopy.lower_data(self, prefix + name)
+            try:
+                entry.data = metacopy.lower_data(self, prefix + name)
+            except metacopy.DataError as e:
+                e.entry = entry
+                raise
         return entry
 
     def forget_origin(self, st: os.stat_result | None) -> None:
