@@ -7,7 +7,7 @@ offline tools `cowfs diff` and `cowfs fsck`, sandboxes, and the shared cache sna
     cowfs SOURCE MOUNTPOINT -o OPTS          (what mount.fuse3 runs for `mount -t fuse.cowfs`)
     cowfs umount [-z] [--abort] MOUNTPOINT
     cowfs diff --upper U --lower A [--lower B ...] [--json]  |  cowfs diff MOUNTPOINT [--json]
-    cowfs fsck --upper U [--work W] [--repair]
+    cowfs fsck --upper U [--work W] [--lower A ...] [--repair]
     cowfs sandbox mount|reset|umount ...     (a private view of a shared snapshot: sandbox.py)
     cowfs snapshot build ROOT [--requirements FILE | --top N --stats FILE] [--find-links DIR]
                              [--no-index] [--python PY]
@@ -295,11 +295,15 @@ def _build_parser() -> _Parser:
             "Reports, one line each: leftovers of interrupted copy-ups and whiteouts in "
             "WORK/work, character devices other than 0:0 and OCI .wh.* names in the upper, "
             "malformed user.overlay.opaque and user.overlay.cowfs.origin xattrs and unknown "
-            "user.overlay.* names. Refuses while the upper is mounted. Exit 0: clean; 1: "
+            "user.overlay.* names; with --lower, metadata-only copy-ups whose lower data is "
+            "gone. Refuses while the upper is mounted. Exit 0: clean; 1: "
             "problems found (or left after --repair)."
         ),
     )
     f.add_argument("--upper", metavar="DIR", required=True, help="the upper directory")
+    f.add_argument("--lower", metavar="DIR", action="append",
+                   help="its lower directory (repeat, top first): also check that the lower "
+                   "data of every metadata-only copy-up (-o metacopy=on) is there")
     f.add_argument("--work", metavar="DIR",
                    help="its work dir (default: UPPER_PARENT/.UPPER.cowfs-work, if it exists)")
     f.add_argument("--repair", action="store_true",
@@ -524,10 +528,13 @@ def _cmd_fsck(args: argparse.Namespace) -> int:
     else:  # the default one is checked if it is there: a kernel upper may have none
         work = default_work_dir(upper)
         work = work if os.path.isdir(work) else None
+    lowers = None
+    if args.lower:
+        lowers = [require_dir("lower directory", p) for p in args.lower]
     busy = fsck.in_use(upper, work)
     if busy is not None:
         raise UsageError(f"upper directory {args.upper} is in use ({busy}): unmount it first")
-    status = fsck.fsck(upper, work, args.repair, sys.stdout.buffer.write)
+    status = fsck.fsck(upper, work, args.repair, sys.stdout.buffer.write, lowers)
     sys.stdout.flush()
     return status
 
