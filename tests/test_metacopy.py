@@ -272,3 +272,18 @@ def test_option_spelling(harness, tmp_path):
     for opt in (["-o", "metacopy=on"], ["-o", "metacopy=off"], ["--metacopy"]):
         res = cowfs("mount", "--lower", str(low), "--upper", str(up), *opt, "--help")
         assert res.returncode == 0, res
+
+
+def test_data_copy_up_keeps_times(overlay_pair):
+    """An open for writing that writes nothing copies the data in and keeps the file's mtime
+    (cowfs assembles the copy and gives it the metacopy file's times); the kernel copies into
+    the upper file itself, which moves its mtime and ctime to now (README "Differences")."""
+    pair = overlay_pair({"f": File(DATA)}, kernel_opts=KERNEL, cowfs_opts=COWFS)
+    out = pair.run([["chmod", "f", 0o600], ["times_mark", "t", "f"], ["sleep", 1.1],
+                    ["open", "w", "f", ["O_RDWR"]], ["close", "w"],
+                    ["times_cmp", "t", "f", ["mtime"]], ["read_file", "f"]], trees=False)
+    assert out.kernel[5] == {"ok": {"mtime": "later"}}, out.kernel
+    assert out.cowfs[5] == {"ok": {"mtime": "same"}}, out.cowfs
+    assert out.cowfs[6] == out.kernel[6]
+    upper = os.path.join(pair.cowfs_layers.upper, "f")
+    assert METACOPY not in _xattrs(upper) and os.stat(upper).st_blocks >= len(DATA) // 512
