@@ -81,8 +81,9 @@ SCENARIOS = [
         {"big": File(random.Random(2).randbytes(3 * MiB)), "m": File("m\n" * 999),
          "t": "t\n", "r": "r\n"},
         [["chmod", "big", 0o600], _open_append("f", "big"), ["write", "f", "tail"],
-         ["close", "f"], ["truncate", "m", 5], ["write_file", "t", "new"],
-         ["rename", "r", "r2"], ["write_file", "r2", "r2"]],
+         ["close", "f"], ["truncate", "m", 5], ["open", "t", "t", ["O_WRONLY", "O_TRUNC"]],
+         ["close", "t"], ["rename", "r", "r2"], _open_append("r", "r2"), ["write", "r", "2"],
+         ["close", "r"]],
         setup=[["chmod", "m", 0o640], ["setxattr", "t", "user.t", "1"]],
         opts=["--metacopy"]),
     Scenario(
