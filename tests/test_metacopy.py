@@ -99,10 +99,17 @@ def _xattrs(path: str) -> dict[str, bytes]:
 def test_on_disk(overlay_pair):
     """After a chmod the upper file is a hole of the file's size with the marker; after a write
     it holds all the data and no marker. Renamed: an absolute redirect to its lower data."""
-    pair = overlay_pair({"big": File(DATA * 8), "r": File(DATA)}, kernel_opts=KERNEL,
-                        cowfs_opts=COWFS)
+    pair = overlay_pair({"big": File(DATA * 8), "r": File(DATA), "l": File(DATA)},
+                        kernel_opts=KERNEL, cowfs_opts=COWFS)
     upper = pair.cowfs_layers.upper
-    pair.run([["chmod", "big", 0o600], ["rename", "r", "r2"]], trees=False)
+    pair.run([["chmod", "big", 0o600], ["rename", "r", "r2"], ["chmod", "l", 0o600],
+              ["link", "l", "l2"]], trees=False)
+    # link(2) of a metacopy file: cowfs copies the data first, the kernel links the metacopy
+    # file (README "Differences"); the same through the mount (test_metacopy_against_the_kernel)
+    assert METACOPY not in _xattrs(os.path.join(upper, "l"))
+    assert os.stat(os.path.join(upper, "l2")).st_nlink == 2
+    kernel_l = os.path.join(pair.kernel_layers.upper, "l")
+    assert "trusted.overlay.metacopy" in os.listxattr(kernel_l)
     st = os.stat(os.path.join(upper, "big"))
     assert st.st_size == len(DATA) * 8 and st.st_blocks == 0, st
     assert _xattrs(os.path.join(upper, "big"))[METACOPY] == b""
