@@ -116,7 +116,10 @@ class Overlay:
         the root): the path is walked once per listing, not once per entry."""
         entry = namei.resolve(self.upper, self.lowers, self.origins, parent.upper,
                               parent.lowers, prefix + name, name, _marks(parent))
-        if entry is not None and entry.upper and entry.kind == stat.S_IFREG:
+        # a metacopy file is a copy-up, so it carries its origin (its key is a lower key):
+        # files made in the upper cost no extra syscall here
+        if (entry is not None and entry.upper and entry.kind == stat.S_IFREG
+                and entry.key.startswith(b"l:")):
             try:
                 entry.data = metacopy.lower_data(self, prefix + name)
             except metacopy.DataError as e:
