@@ -296,3 +296,25 @@ def test_data_copy_up_keeps_times(overlay_pair):
     assert out.cowfs[6] == out.kernel[6]
     upper = os.path.join(pair.cowfs_layers.upper, "f")
     assert METACOPY not in _xattrs(upper) and os.stat(upper).st_blocks >= len(DATA) // 512
+
+
+def test_full_upper(overlay_pair):
+    """On an upper too small for the data, a metadata change of a big lower file succeeds (no
+    data copied), as on the kernel as root; the data copy-up then fails with ENOSPC and leaves
+    the metacopy file as it was, the work dir empty and the space free. The kernel copies into
+    the metacopy file itself and keeps what it copied before it ran out: the upper stays full
+    (README "Differences")."""
+    pair = overlay_pair({"big": File(DATA * 3), "small": "s\n"}, upper_fs="tmpfs:size=1m",
+                        kernel_opts=KERNEL, cowfs_opts=COWFS)
+    ops = [["chmod", "big", 0o600], ["setxattr", "big", "user.x", "1"], ["stat", "big"],
+           ["read_file", "big"], ["open", "f", "big", ["O_WRONLY", "O_APPEND"]],
+           ["stat", "big"], ["read_file", "big"], ["listxattr", "big"]]
+    out = pair.run(ops, trees=False)
+    out.assert_same(trees=False)
+    assert out.cowfs[0] == {"ok": None} and out.cowfs[4] == {"errno": "ENOSPC"}, out.cowfs
+    upper = os.path.join(pair.cowfs_layers.upper, "big")
+    assert _xattrs(upper)[METACOPY] == b"" and os.stat(upper).st_blocks == 0
+    assert os.listdir(os.path.join(pair.cowfs_layers.work, "work")) == []
+    assert os.stat(os.path.join(pair.kernel_layers.upper, "big")).st_blocks > 0
+    out = pair.run([["write_file", "small", "still fits\n"]], trees=False)
+    assert out.cowfs == [{"ok": 11}] and out.kernel == [{"errno": "ENOSPC"}], out.report(False)
