@@ -7,7 +7,7 @@ offline tools `cowfs diff` and `cowfs fsck`, sandboxes, and the shared cache sna
     cowfs SOURCE MOUNTPOINT -o OPTS          (what mount.fuse3 runs for `mount -t fuse.cowfs`)
     cowfs umount [-z] [--abort] MOUNTPOINT
     cowfs diff --upper U --lower A [--lower B ...] [--json]  |  cowfs diff MOUNTPOINT [--json]
-    cowfs fsck --upper U [--work W] [--repair]
+    cowfs fsck --upper U [--work W] [--lower A ...] [--repair]
     cowfs sandbox mount|reset|umount ...     (a private view of a shared snapshot: sandbox.py)
     cowfs snapshot build ROOT [--kind pip|npm] [--requirements FILE | --top N --stats FILE]
                              [--find-links DIR] [--no-index] [--python PY]   (pip only)
@@ -32,6 +32,7 @@ overlayfs):
   allow_other                              let other users in (root: always on)
   own_lowers                               show lower objects as the mounting user's, with the
                                            owner's write bit (like --own-lowers)
+  metacopy=on|off                          metadata-only copy-up (like --metacopy; default off)
   fsname=NAME                              the source shown in the mount table (default cowfs)
   default_permissions, userxattr           accepted; always in effect
   nosuid nodev noexec noatime sync dirsync ... (mount flags libfuse knows) passed on to the kernel
@@ -74,7 +75,7 @@ IGNORED = frozenset(
 IGNORED_PREFIXES = ("x-", "comment=")
 #: Kernel overlayfs options cowfs does not take: named in the error message.
 KERNEL_OVERLAY_ONLY = frozenset(
-    "redirect_dir index metacopy xino nfs_export volatile uuid verity".split()
+    "redirect_dir index xino nfs_export volatile uuid verity".split()
 )
 
 
@@ -132,6 +133,7 @@ class MountOptions:
     debug_fuse: bool = False
     allow_other: bool = False
     own_lowers: bool = False
+    metacopy: bool = False
     log: str | None = None
     fsname: str | None = None
     fuse: set[str] = field(default_factory=set)
@@ -180,6 +182,10 @@ def parse_o_options(groups: list[str]) -> MountOptions:
                 mo.allow_other = True
             elif raw == "own_lowers":
                 mo.own_lowers = True
+            elif key == "metacopy" and eq:
+                if value not in ("on", "off"):
+                    raise UsageError(f"option metacopy={value}: on or off")
+                mo.metacopy = value == "on"
             elif key == "log" and eq:
                 if value == "":
                     raise UsageError("option log is empty")
@@ -242,6 +248,9 @@ def _build_parser() -> _Parser:
                    help="show lower objects as the mounting user's, with the owner's write bit: "
                    "a read-only tree of another user's becomes a writable one of your own (its "
                    "copies in the upper keep that)")
+    m.add_argument("--metacopy", action="store_true",
+                   help="metadata-only copy-up: chmod, chown, utimens or setxattr of a lower file "
+                   "copies no data until the first data change (kernel overlayfs metacopy=on)")
     m.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
     m.add_argument("-d", "--debug", action="store_true", help="log every request")
     m.add_argument("--debug-fuse", action="store_true", help="also print libfuse's request trace")
@@ -286,11 +295,15 @@ def _build_parser() -> _Parser:
             "Reports, one line each: leftovers of interrupted copy-ups and whiteouts in "
             "WORK/work, character devices other than 0:0 and OCI .wh.* names in the upper, "
             "malformed user.overlay.opaque and user.overlay.cowfs.origin xattrs and unknown "
-            "user.overlay.* names. Refuses while the upper is mounted. Exit 0: clean; 1: "
+            "user.overlay.* names; with --lower, metadata-only copy-ups whose lower data is "
+            "gone. Refuses while the upper is mounted. Exit 0: clean; 1: "
             "problems found (or left after --repair)."
         ),
     )
     f.add_argument("--upper", metavar="DIR", required=True, help="the upper directory")
+    f.add_argument("--lower", metavar="DIR", action="append",
+                   help="its lower directory (repeat, top first): also check that the lower "
+                   "data of every metadata-only copy-up (-o metacopy=on) is there")
     f.add_argument("--work", metavar="DIR",
                    help="its work dir (default: UPPER_PARENT/.UPPER.cowfs-work, if it exists)")
     f.add_argument("--repair", action="store_true",
@@ -468,6 +481,7 @@ def _cmd_mount(args: argparse.Namespace) -> int:
         read_only=read_only,
         allow_other=args.allow_other or mo.allow_other,
         own_lowers=args.own_lowers or mo.own_lowers,
+        metacopy=args.metacopy or mo.metacopy,
         debug=debug,
         fsname=fsname,
         extra_fuse_options=mo.fuse,
@@ -519,10 +533,13 @@ def _cmd_fsck(args: argparse.Namespace) -> int:
     else:  # the default one is checked if it is there: a kernel upper may have none
         work = default_work_dir(upper)
         work = work if os.path.isdir(work) else None
+    lowers = None
+    if args.lower:
+        lowers = [require_dir("lower directory", p) for p in args.lower]
     busy = fsck.in_use(upper, work)
     if busy is not None:
         raise UsageError(f"upper directory {args.upper} is in use ({busy}): unmount it first")
-    status = fsck.fsck(upper, work, args.repair, sys.stdout.buffer.write)
+    status = fsck.fsck(upper, work, args.repair, sys.stdout.buffer.write, lowers)
     sys.stdout.flush()
     return status
 

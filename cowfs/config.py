@@ -57,6 +57,7 @@ class MountConfig:
     allow_other: bool = False
     fuse_options: frozenset[str] = field(default_factory=frozenset)
     own_lowers: bool = False  # lower objects shown as the mounting user's, owner-writable
+    metacopy: bool = False  # metadata-only copy-up (user.overlay.metacopy), as kernel metacopy=on
 
     @property
     def read_only(self) -> bool:
@@ -354,6 +355,7 @@ def build_config(
     read_only: bool = False,
     allow_other: bool = False,
     own_lowers: bool = False,
+    metacopy: bool = False,
     debug: bool = False,
     fsname: str = "cowfs",
     extra_fuse_options: Iterable[str] = (),
@@ -463,4 +465,5 @@ def build_config(
         allow_other=allow_other,
         fuse_options=frozenset(opts),
         own_lowers=own_lowers,
+        metacopy=metacopy,
     )
