@@ -4,8 +4,9 @@ unpacked once into a layer store, and the unpacked directory is the lower.
     STORE/layers/sha256/<digest>/        a layer; <digest> is the sha256 of the tarball's bytes
                                          (its OCI blob digest). Complete once it has this name.
     STORE/layers/tmp/<digest>-XXXXXXXX/  a layer being unpacked (or a killed unpack's leftover:
-                                         removed by the next unpack of that digest, or by gc)
-    STORE/layers/locks/<digest>          flock(2)ed while that layer is unpacked
+                                         removed by the next unpack, or by gc)
+    STORE/layers                         flock(2)ed while a layer is unpacked: one at a time, and
+                                         a mount that waited finds its layer done
     STORE/store/sha256/<sha256>.m<key>   every regular file of every layer (store.py)
 
 A regular file is a hard link to a store object, so a file in many layers (or many times in
@@ -104,40 +105,49 @@ def leftovers(root: str) -> list[str]:
 
 def unpack(root: str, tarball: str, say: Callable[[str], None]) -> str:
     """The unpacked layer of TARBALL in the store ROOT, unpacked now unless it is there.
-    UsageError (nothing left behind) for a corrupt or unsafe archive; OSError for a failure
-    of the disk."""
+    UsageError for a corrupt or unsafe archive, OSError for a failure of the disk: either way
+    the store is left as it was (dirs this call made are removed again)."""
     kind = compression(tarball, tarball)
-    os.makedirs(root, mode=0o700, exist_ok=True)
     digest = store.sha256_of(tarball)
     dest = layer_dir(root, digest)
     if os.path.isdir(dest):
         return dest
-    tmp_dir = os.path.join(root, LAYERS, "tmp")
-    locks = os.path.join(root, LAYERS, "locks")
-    for d in (os.path.dirname(dest), tmp_dir, locks):
-        os.makedirs(d, mode=0o755, exist_ok=True)
-    fd = os.open(os.path.join(locks, digest), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    with store.locked(fd, exclusive=True,
-                      waiting=lambda: say(f"layer {tarball}: waiting for another unpack of it")):
-        if os.path.isdir(dest):  # the mount we waited for unpacked it
-            return dest
-        for name in os.listdir(tmp_dir):
-            if name.startswith(digest + "-"):  # a killed unpack's
-                remove_tree(os.path.join(tmp_dir, name))
-        started = time.monotonic()
-        # shared: gc (exclusive) never sees an object of ours before its layer links it
-        with store.root_lock(root):
-            store.ensure(root)
-            work = tempfile.mkdtemp(dir=tmp_dir, prefix=digest + "-")
-            try:
-                count = _Unpacker(root, work, tarball, say).run(kind, digest)
-                os.rename(work, dest)
-            except BaseException:
-                remove_tree(work)
-                raise
-            _fsync_dir(os.path.dirname(dest))
-        say(f"layer {tarball}: unpacked sha256:{digest} ({count} entries, "
-            f"{time.monotonic() - started:.2f} s)")
+    layers = os.path.join(root, LAYERS)
+    tmp_dir = os.path.join(layers, "tmp")
+    made = [d for d in (root, layers, os.path.dirname(dest), tmp_dir, os.path.join(root, store.STORE),
+                        store.objects_dir(root), os.path.join(root, store.STORE, "tmp"))
+            if not os.path.isdir(d)]
+    try:
+        for d in made:
+            os.makedirs(d, mode=0o700 if d == root else 0o755, exist_ok=True)
+        with store.locked(os.open(layers, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), True,
+                          lambda: say(f"layer {tarball}: waiting for another unpack")):
+            if os.path.isdir(dest):  # the mount we waited for unpacked it
+                return dest
+            for name in os.listdir(tmp_dir):
+                remove_tree(os.path.join(tmp_dir, name))  # a killed unpack's (we hold the lock)
+            started = time.monotonic()
+            # shared: gc (exclusive) never sees an object of ours before its layer links it
+            with store.root_lock(root):
+                tmp_st = os.stat(tmp_dir)
+                work = tempfile.mkdtemp(dir=tmp_dir, prefix=digest + "-")
+                try:
+                    count = _Unpacker(root, work, tarball, say).run(kind, digest)
+                    os.rename(work, dest)
+                except BaseException:
+                    remove_tree(work)
+                    remove_tree(work + ".link")
+                    # a refused layer leaves no trace, not even in the scratch dir's times
+                    os.utime(tmp_dir, ns=(tmp_st.st_atime_ns, tmp_st.st_mtime_ns))
+                    raise
+                _fsync_dir(os.path.dirname(dest))
+    except BaseException:
+        for d in reversed(made):
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+        raise
+    say(f"layer {tarball}: unpacked sha256:{digest} ({count} entries, "
+        f"{time.monotonic() - started:.2f} s)")
     return dest
 
 
