@@ -22,6 +22,7 @@ import stat
 import subprocess
 import tarfile
 import threading
+import time
 
 import pytest
 import zstandard
@@ -563,3 +564,78 @@ def test_gc_keeps_what_layers_link(box):
     assert res.returncode == 0 and res.stderr == "", res.stderr
     assert overlay.dump_tree(mnt) == before
     umount(mnt)
+
+
+def test_root_keeps_owners_devices_and_setuid(harness):
+    """Unpacked by root (in this process), a layer keeps what rootless drops."""
+    base = overlay.new_dir("root-unpack")
+    layer = [E("suid", "x", mode=0o4755), E("dev", kind="c"), D("d", mode=0o2775),
+             E("cap", "x", xattrs={"trusted.t": "1", "user.overlay.opaque": "y"})]
+    data = tar_bytes(layer, T1, 1234, 5678)
+    path = os.path.join(base, "layer.tar")
+    with open(path, "wb") as f:
+        f.write(data)
+    said = []
+    from cowfs import layertar
+
+    dest = layertar.unpack(os.path.join(base, "store"), path, said.append)
+    st = {n: os.lstat(os.path.join(dest, n)) for n in ("suid", "dev", "d", "cap")}
+    assert {(s.st_uid, s.st_gid) for s in st.values()} == {(1234, 5678)}
+    assert stat.S_IMODE(st["suid"].st_mode) == 0o4755
+    assert stat.S_IMODE(st["d"].st_mode) == 0o2775
+    assert stat.S_ISCHR(st["dev"].st_mode) and st["dev"].st_rdev == os.makedev(1, 3)
+    assert os.listxattr(os.path.join(dest, "cap")) == ["trusted.t"]
+    assert [ln for ln in said if "dropped 1 xattrs" in ln], said  # the forged overlay marker
+
+
+def test_killed_unpack_leaves_no_layer_and_is_redone(box):
+    """SIGKILL while a layer is unpacked: no layer under its digest's name; the next mount
+    clears the leftover and unpacks it whole."""
+    big = [D("many")] + [E(f"many/f{i:05d}", os.urandom(2000).hex()) for i in range(4000)]
+    (tarball,) = write_layers(box.base, [big], ["gzip"])
+    mnt = user_dir(os.path.join(box.base, "mnt-killed"))
+    tmp = os.path.join(box.store, "layers", "tmp")
+    e = overlay.env()
+    proc = subprocess.Popen(overlay.as_user([e.cowfs_bin, "mount", "--layer-store", box.store,
+                                             "--lower", tarball, mnt]),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=e.base, env=overlay.user_env(e))
+    deadline = time.monotonic() + 60
+    while not (os.path.isdir(tmp) and any(
+            len(os.listdir(os.path.join(tmp, n))) > 0 for n in os.listdir(tmp)
+            if os.path.isdir(os.path.join(tmp, n)))):
+        assert proc.poll() is None and time.monotonic() < deadline, "unpack not seen"
+        time.sleep(0.005)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert os.listdir(tmp), "no leftover: the kill came too late to test anything"
+    assert not os.listdir(os.path.join(box.store, "layers", "sha256"))
+    assert not mounts_below(box.base)
+    mnt, _, res = box.mount([tarball], upper=False)
+    assert res.returncode == 0 and len(unpacked_lines(res)) == 1, res.stderr
+    assert len(overlay.dump_tree(mnt)) == 4002 and os.listdir(tmp) == []
+    umount(mnt)
+
+
+def test_lowerdir_option_and_default_store(box):
+    """-o lowerdir= takes tarballs too; without a store option the layers go to
+    $XDG_CACHE_HOME/cowfs, and a tarball of the same bytes under another name is not unpacked
+    again."""
+    tarballs = write_layers(box.base, LAYERS, ["zstd", "gzip", "tar"])
+    cache = user_dir(os.path.join(box.base, "xdg-cache"))
+    mnt = user_dir(os.path.join(box.base, "mnt-o"))
+    up, work = (user_dir(os.path.join(box.base, n)) for n in ("up-o", "work-o"))
+    opts = f"lowerdir={':'.join(tarballs[::-1])},upperdir={up},workdir={work}"
+    res = as_user("env", f"XDG_CACHE_HOME={cache}", overlay.env().cowfs_bin, "mount", "-o",
+                  opts, mnt)
+    assert res.returncode == 0 and len(unpacked_lines(res)) == 3, res.stderr
+    assert len(os.listdir(os.path.join(cache, "cowfs", "layers", "sha256"))) == 3
+    assert overlay.run_ops(mnt, [["read_file", "etc/conf.d/c.conf"]])[0]["ok"] == "c=1\n"
+    umount(mnt)
+    copy = os.path.join(box.base, "renamed-copy.tar.gz")
+    shutil.copyfile(tarballs[1], copy)
+    os.chmod(copy, 0o444)
+    mnt2, _, res = box.mount([copy], "--layer-store", os.path.join(cache, "cowfs"),
+                             upper=False)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    umount(mnt2)
