@@ -285,7 +285,10 @@ def _build_parser() -> _Parser:
                    help="a live cowfs mount: diff the layers it uses")
     d.add_argument("--upper", metavar="DIR", help="the upper directory to diff")
     d.add_argument("--lower", action="append", metavar="DIR", default=[],
-                   help="its lower directory; repeat for more, top first")
+                   help="its lower directory; repeat for more, top first. A layer tarball "
+                   "stands for its unpacked layer in the layer store (diff unpacks nothing)")
+    d.add_argument("--layer-store", metavar="DIR",
+                   help="where tarball lowers were unpacked (as for cowfs mount)")
     d.add_argument("--json", action="store_true",
                    help='a JSON array of {"path", "kind": added|modified|deleted, "type": '
                    'file|dir|symlink|fifo|socket|char-device|block-device}')
@@ -539,6 +542,12 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         raise UsageError("--upper needs at least one --lower")
     else:
         lowers, upper = args.lower, args.upper
+        if any(os.path.isfile(low) for low in lowers):
+            from . import layertar  # noqa: PLC0415
+
+            root = args.layer_store or layertar.default_store()
+            lowers = [layertar.unpacked(root, low) if os.path.isfile(low) else low
+                      for low in lowers]
     upper, lowers = diff.layer_dirs(upper, lowers)
     found = diff.changes(upper, lowers) if upper is not None else []  # no upper: no change
     sys.stdout.buffer.write(diff.render(found, args.json))

@@ -93,6 +93,16 @@ def layer_dir(root: str, digest: str) -> str:
     return os.path.join(root, LAYERS, store.ALGO, digest)
 
 
+def unpacked(root: str, tarball: str) -> str:
+    """The layer dir of TARBALL in the store ROOT; UsageError if it was never unpacked there."""
+    compression(tarball, tarball)
+    dest = layer_dir(root, store.sha256_of(tarball))
+    if not os.path.isdir(dest):
+        raise UsageError(f"layer tarball {tarball} is not unpacked in layer store {root} "
+                         "(a cowfs mount of it unpacks it)")
+    return dest
+
+
 def leftovers(root: str) -> list[str]:
     """What killed unpacks left in STORE/layers/tmp: garbage only while no unpack runs (under
     store.root_lock(root, exclusive=True), which every unpack holds shared)."""

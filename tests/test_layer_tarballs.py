@@ -383,6 +383,9 @@ def test_stack_shows_what_the_kernel_and_the_model_show(box, hows):
     assert r.returncode == 0, r.stderr
     assert "C etc/passwd" in r.stdout.splitlines() and "D etc/conf.d/b.conf" in r.stdout
     umount(mnt)
+    offline = cowfs("diff", "--upper", upper, "--layer-store", box.store,
+                    *[a for t in tarballs[::-1] for a in ("--lower", t)])
+    assert offline.returncode == 0 and offline.stdout == r.stdout, offline.stderr
     r = cowfs("fsck", "--upper", upper, "--work", os.path.join(box.base, "work1"))
     assert r.returncode == 0, r.stdout + r.stderr
 
