@@ -16,7 +16,8 @@ by its content AND those (<key>: a hash of them); the snapshots' objects (<sha25
 
 The unpacked tree is what the layer says, `.wh.` markers included as the empty files the
 tarball holds: cowfs reads them on lowers (namei.py), which gives the OCI image spec's
-"applying changesets" result (a whiteout hides only what layers below hold). Unpacking never
+"applying changesets" result; only a whiteout next to an entry of its name in the same layer is
+rewritten (own_whiteouts). Unpacking never
 leaves the layer's directory: absolute names, `..`, entries below a symlink or a non-directory
 the archive made, and hard links to anything the archive did not make are refused.
 
@@ -245,6 +246,7 @@ class _Unpacker:
                                  f"{e or type(e).__name__}") from None
             if reader.drain() != digest:
                 raise UsageError(f"layer tarball {self.tarball} changed while it was unpacked")
+        self.own_whiteouts()
         self.link_files()
         self.finish_dirs()
         dropped = [f"{n} {what}" for what, n in self.dropped.items() if n]
@@ -388,6 +390,26 @@ class _Unpacker:
         return h.hexdigest()[:16]
 
     # --- after the last entry
+
+    def own_whiteouts(self) -> None:
+        """A whiteout hides only what the layers below hold (OCI: "files that are present in
+        the same layer as a whiteout file can only be hidden by whiteout files in subsequent
+        layers"), where cowfs's reading of `.wh.NAME` would hide this layer's NAME too. So
+        `.wh.NAME` next to a NAME of the layer goes: a non-directory hides what is below
+        anyway, a directory is made opaque (`.wh..wh..opq` in it) instead."""
+        for rel in [r for r in self.kinds if os.path.basename(r).startswith(".wh.")]:
+            parent, base = os.path.split(rel)
+            name = os.path.join(parent, base[len(".wh."):])
+            if base == ".wh..wh..opq" or name not in self.kinds:
+                continue
+            self.clear(rel, False)
+            opq = os.path.join(name, ".wh..wh..opq")
+            if self.kinds[name] == "d" and opq not in self.kinds:
+                with open(self.full(opq), "xb"):
+                    pass
+                self.kinds[opq] = "f"
+                self.files[opq] = (hashlib.sha256(b"").hexdigest(), self.meta(
+                    self.full(opq), tarfile.TarInfo(opq)))
 
     def link_files(self) -> None:
         """Each regular file becomes its store object: the first of its content and metadata

@@ -60,6 +60,7 @@ BOTTOM = [
     E("same.txt", "the same bytes\n", mode=0o644, mtime=T1),
     E("private", "secret\n", mode=0o600), E("dup-in-layer-1", "dup\n"),
     E("dup-in-layer-2", "dup\n"),
+    D("redo"), E("redo/old", "old\n"), E("refile", "old\n"),
 ]
 MIDDLE = [
     E(".wh.gone-dir"),
@@ -70,6 +71,8 @@ MIDDLE = [
     D("etc/hl"), E("etc/hl/one", "linked\n", mode=0o640), E("etc/hl/two", kind="h", link="etc/hl/one"),
     E("same-too.txt", "the same bytes\n", mode=0o644, mtime=T1),
     D("empty", mode=0o700),
+    # a whiteout and an entry of its name in one layer: the whiteout hides only what is below
+    E(".wh.redo"), D("redo"), E("redo/new", "new\n"), E(".wh.refile"), E("refile", "new\n"),
 ]
 TOP = [
     E("dir2file", "a file over a dir\n"),
@@ -159,7 +162,9 @@ def store_state(root: str) -> dict:
 
 def unpack_like_containerd(tarball: str, dest: str) -> None:
     """GNU tar as root (owners, modes, xattrs kept), then the whiteouts converted to the
-    kernel's format, each directory's mtime put back to the layer's."""
+    kernel's format, each directory's mtime put back to the layer's. A whiteout next to an
+    entry of its name in the same layer hides only what is below (the spec's rule): a dir of
+    that name is made opaque, a non-dir hides what is below anyway."""
     os.mkdir(dest, 0o755)
     how = tarball.rsplit(".", 1)[1]
     r = subprocess.run(["tar", "-x", "-p", "--same-owner", "--xattrs", "--xattrs-include=user.*",
@@ -173,10 +178,13 @@ def unpack_like_containerd(tarball: str, dest: str) -> None:
     times = {d: os.lstat(d).st_mtime_ns for d, _ in marks}
     for d, n in marks:
         os.unlink(os.path.join(d, n))
+        hidden = os.path.join(d, n[len(".wh."):])
         if n == ".wh..wh..opq":
             os.setxattr(d, "user.overlay.opaque", b"y")
-        else:
-            os.mknod(os.path.join(d, n[len(".wh."):]), stat.S_IFCHR | 0o600, os.makedev(0, 0))
+        elif os.path.isdir(hidden) and not os.path.islink(hidden):
+            os.setxattr(hidden, "user.overlay.opaque", b"y")  # a dir of the same layer: opaque
+        elif not os.path.lexists(hidden):  # else: a non-dir of the same layer hides anyway
+            os.mknod(hidden, stat.S_IFCHR | 0o600, os.makedev(0, 0))
     for d, t in times.items():
         os.utime(d, ns=(t, t))
 
@@ -365,6 +373,8 @@ def test_stack_shows_what_the_kernel_and_the_model_show(box, hows):
                      "usr/bin/tool-link", "dir2file/inner", "replaced/.wh.x"):
             assert gone not in ctree, gone
         assert ctree["replaced"]["type"] == "d" and ctree["dir2file"]["type"] == "f"
+        assert "redo/old" not in ctree and "redo/new" in ctree
+        assert ctree["refile"]["size"] == 4
         assert ctree["etc/motd"]["target"] == "/etc/issue"
         assert ctree["run/fifo"]["type"] == "p" and ctree["private"]["mode"] == "0600"
         assert not [p for p in ctree if os.path.basename(p).startswith(".wh.")]
