@@ -125,8 +125,9 @@ def unpack(root: str, tarball: str, say: Callable[[str], None]) -> str:
         return dest
     layers = os.path.join(root, LAYERS)
     tmp_dir = os.path.join(layers, "tmp")
-    made = [d for d in (root, layers, os.path.dirname(dest), tmp_dir, os.path.join(root, store.STORE),
-                        store.objects_dir(root), os.path.join(root, store.STORE, "tmp"))
+    made = [d for d in (root, layers, os.path.dirname(dest), tmp_dir,
+                        os.path.join(root, store.STORE), store.objects_dir(root),
+                        os.path.join(root, store.STORE, "tmp"))
             if not os.path.isdir(d)]
     try:
         for d in made:
@@ -220,6 +221,7 @@ class _Unpacker:
         self.is_root = os.geteuid() == 0
         self.kinds: dict[str, str] = {"": "d"}  # rel path -> "d" "f" "l" "o" (other)
         self.files: dict[str, tuple[str, str]] = {}  # regular file -> (sha256, metadata key)
+        self.first: dict[tuple[str, str], str] = {}  # (sha256, key) -> its first file here
         self.dirs: dict[str, tarfile.TarInfo | None] = {"": None}  # None: made implicitly
         self.dropped = {"device nodes": 0, "xattrs": 0, "setuid/setgid bits": 0}
 
@@ -330,18 +332,41 @@ class _Unpacker:
             raise _Unsafe(f"entry {m.name!r} is of unknown type {m.type!r}")
 
     def regular(self, rel: str, path: str, m: tarfile.TarInfo, tf: tarfile.TarFile) -> None:
+        src = tf.extractfile(m)
+        self.kinds[rel] = "f"
+        if m.size <= _CHUNK:  # small: its object may exist, then nothing is written
+            data = src.read()
+            if len(data) != m.size:
+                raise tarfile.ReadError(f"entry {m.name!r} is short")
+            digest = hashlib.sha256(data).hexdigest()
+            wanted = self.wanted(m)
+            want = (digest, self.key(m, *wanted))
+            have = self.first.get(want)  # a file of this layer, with that content and metadata
+            if have is not None and self.files.get(have) == want:
+                os.link(self.full(have), path)
+                self.files[rel] = want
+                self.note_drops(m, wanted)
+                return
+            with contextlib.suppress(FileNotFoundError):  # in the store: complete, synced
+                os.link(os.path.join(store.objects_dir(self.root), _object_name(*want)), path)
+                self.files[rel] = want
+                self.note_drops(m, wanted)
+                return
+            chunks = [data]
+        else:
+            chunks = iter(lambda: src.read(_CHUNK), b"")
         h = hashlib.sha256()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600)
         with os.fdopen(fd, "wb") as f:
-            src = tf.extractfile(m)
-            while chunk := src.read(_CHUNK):
+            for chunk in chunks:
                 h.update(chunk)
                 f.write(chunk)
             if f.tell() != m.size:
                 raise tarfile.ReadError(f"entry {m.name!r} is short")
-        self.kinds[rel] = "f"
-        self.files[rel] = (h.hexdigest(), self.meta(path, m))
+        got = (h.hexdigest(), self.meta(path, m))
+        self.files[rel] = got
+        self.first.setdefault(got, rel)
 
     def hardlink(self, rel: str, path: str, m: tarfile.TarInfo) -> None:
         target = self.name(m.linkname)
@@ -354,40 +379,55 @@ class _Unpacker:
         if target in self.files:
             self.files[rel] = self.files[target]
 
-    def meta(self, path: str, m: tarfile.TarInfo, symlink: bool = False) -> str:
-        """xattrs, owner, mode, mtime of PATH as M says (what rootless may); returns the key
-        of what hard links share (regular files' store objects are named by it)."""
-        xattrs = []
+    def wanted(self, m: tarfile.TarInfo, symlink: bool = False):
+        """(xattrs, uid, gid, mode) of M that this unpack may set, and what it must drop."""
+        xattrs, dropped = [], 0
         for key, value in sorted(m.pax_headers.items()):
             if not key.startswith(_XATTR):
                 continue
             name = key[len(_XATTR):]
-            data = value.encode("utf-8", "surrogateescape")
             if (".overlay." in name or symlink
                     or (not self.is_root and not name.startswith("user."))):
-                self.dropped["xattrs"] += 1
-                continue
+                dropped += 1
+            else:
+                xattrs.append((name, value.encode("utf-8", "surrogateescape")))
+        uid, gid = (m.uid, m.gid) if self.is_root else (os.geteuid(), os.getegid())
+        mode = m.mode & 0o7777 if self.is_root else m.mode & 0o1777
+        return xattrs, uid, gid, mode, dropped
+
+    @staticmethod
+    def key(m: tarfile.TarInfo, xattrs, uid: int, gid: int, mode: int, _dropped=0) -> str:
+        """What hard links share, hashed: a regular file's object is named by it."""
+        h = hashlib.sha256(f"{mode:o} {uid} {gid} {int(m.mtime * 1e9)}".encode())
+        for name, data in xattrs:
+            h.update(b"\0" + name.encode() + b"\0" + data)
+        return h.hexdigest()[:16]
+
+    def note_drops(self, m: tarfile.TarInfo, wanted) -> None:
+        self.dropped["xattrs"] += wanted[4]
+        if wanted[3] != m.mode & 0o7777:
+            self.dropped["setuid/setgid bits"] += 1
+
+    def meta(self, path: str, m: tarfile.TarInfo, symlink: bool = False) -> str:
+        """xattrs, owner, mode, mtime of PATH as M says (what rootless may); returns the key
+        of what was set."""
+        wanted, uid, gid, mode, dropped = w = self.wanted(m, symlink)
+        self.note_drops(m, w)
+        xattrs = []
+        for name, data in wanted:
             try:
                 os.setxattr(path, name, data, follow_symlinks=False)
             except OSError:  # e.g. user.* on a FIFO, a filesystem without xattrs
                 self.dropped["xattrs"] += 1
                 continue
             xattrs.append((name, data))
-        uid, gid = (m.uid, m.gid) if self.is_root else (os.geteuid(), os.getegid())
         if self.is_root:
             os.chown(path, uid, gid, follow_symlinks=False)
-        mode = m.mode & 0o7777
-        if not self.is_root and mode & 0o6000:
-            self.dropped["setuid/setgid bits"] += 1
-            mode &= ~0o6000
         if not symlink:
             os.chmod(path, mode)
         mtime_ns = int(m.mtime * 1e9)
         os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
-        h = hashlib.sha256(f"{mode:o} {uid} {gid} {mtime_ns}".encode())
-        for name, data in xattrs:
-            h.update(b"\0" + name.encode() + b"\0" + data)
-        return h.hexdigest()[:16]
+        return self.key(m, xattrs, uid, gid, mode)
 
     # --- after the last entry
 
@@ -413,18 +453,20 @@ class _Unpacker:
 
     def link_files(self) -> None:
         """Each regular file becomes its store object: the first of its content and metadata
-        is linked into the store, later ones are replaced by a link to it."""
+        is linked into the store, a later one (bigger than a chunk, or an object another
+        unpack added meanwhile) is replaced by a link to it."""
         _syncfs(self.work)
         by_inode: dict[int, list[str]] = {}
         for rel in self.files:
             by_inode.setdefault(os.lstat(self.full(rel)).st_ino, []).append(rel)
         scratch = self.work + ".link"
         for rels in by_inode.values():
-            digest, key = self.files[rels[0]]
-            obj = os.path.join(store.objects_dir(self.root), f"{digest}.m{key}")
+            obj = os.path.join(store.objects_dir(self.root), _object_name(*self.files[rels[0]]))
             try:
                 os.link(self.full(rels[0]), obj)
             except FileExistsError:
+                if os.path.samestat(os.stat(obj), os.lstat(self.full(rels[0]))):
+                    continue  # linked from the store as it was unpacked
                 for rel in rels:
                     os.link(obj, scratch)
                     os.rename(scratch, self.full(rel))
@@ -438,6 +480,10 @@ class _Unpacker:
                 os.chmod(self.full(rel), 0o755)
             else:
                 self.meta(self.full(rel), m)
+
+
+def _object_name(digest: str, key: str) -> str:
+    return f"{digest}.m{key}"
 
 
 @contextlib.contextmanager

@@ -68,7 +68,8 @@ MIDDLE = [
     D("opt"), D("opt/app"), E("opt/app/.wh..wh..opq"), E("opt/app/new.txt", "new\n"),
     D("usr"), D("usr/bin"), E("usr/bin/tool", "tool v2\n", mode=0o755),
     D("replaced", mode=0o750), E("replaced/inside", "a dir now\n"),
-    D("etc/hl"), E("etc/hl/one", "linked\n", mode=0o640), E("etc/hl/two", kind="h", link="etc/hl/one"),
+    D("etc/hl"), E("etc/hl/one", "linked\n", mode=0o640),
+    E("etc/hl/two", kind="h", link="etc/hl/one"),
     E("same-too.txt", "the same bytes\n", mode=0o644, mtime=T1),
     D("empty", mode=0o700),
     # a whiteout and an entry of its name in one layer: the whiteout hides only what is below
@@ -324,7 +325,8 @@ def umount(mnt: str) -> None:
 # --- the tests
 
 OPS = [
-    ["write_file", "etc/passwd", "changed\n"], ["open", "f", "usr/bin/tool", ["O_WRONLY", "O_APPEND"]],
+    ["write_file", "etc/passwd", "changed\n"],
+    ["open", "f", "usr/bin/tool", ["O_WRONLY", "O_APPEND"]],
     ["write", "f", "more\n"], ["close", "f"], ["read_file", "usr/bin/tool"],
     ["unlink", "etc/conf.d/b.conf"], ["rmdir", "empty"], ["mkdir", "opt/app/made"],
     ["rename", "opt/app/new.txt", "opt/app/renamed.txt"], ["chmod", "private", 0o640],
