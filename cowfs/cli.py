@@ -52,7 +52,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import __version__
-from .config import UsageError, build_config, check_log_file, default_work_dir, require_dir
+from .config import (MountConfig, UsageError, build_config, check_log_file, default_work_dir,
+                     overlaps, require_dir)
 
 PROG = "cowfs"
 COMMANDS = ("mount", "umount", "unmount", "diff", "fsck", "sandbox", "snapshot", "verify",
@@ -491,7 +492,7 @@ def _cmd_mount(args: argparse.Namespace) -> int:
 
     cfg = config(lowers, True)  # every check first: bad input unpacks nothing
     if not all(os.path.isdir(low) for low in cfg.lowers):
-        cfg = config(_unpack_layers(cfg.lowers, args.layer_store or mo.layer_store), False)
+        cfg = config(_unpack_layers(cfg, args.layer_store or mo.layer_store), False)
     from .mount import run  # noqa: PLC0415 - keeps `cowfs --help` free of pyfuse3/trio imports
 
     return run(
@@ -503,14 +504,17 @@ def _cmd_mount(args: argparse.Namespace) -> int:
     )
 
 
-def _unpack_layers(lowers: tuple[str, ...], layer_store: str | None) -> list[str]:
+def _unpack_layers(cfg: MountConfig, layer_store: str | None) -> list[str]:
     """The lowers with each layer tarball replaced by its unpacked dir (layertar.py)."""
     from . import layertar  # noqa: PLC0415
     from .mount import MountError  # noqa: PLC0415
 
     root = layertar.check_store(layer_store or layertar.default_store())
+    for what, path in (("upper", cfg.upper), ("work", cfg.work), ("mountpoint", cfg.mountpoint)):
+        if path is not None and overlaps(root, path):
+            raise UsageError(f"layer store {root} overlaps the {what} {path}")
     out = []
-    for low in lowers:
+    for low in cfg.lowers:
         if os.path.isdir(low):
             out.append(low)
             continue

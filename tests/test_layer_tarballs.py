@@ -289,18 +289,21 @@ class Box:
         self.store = os.path.join(self.base, "store")  # made by cowfs, as the user
         os.chown(self.base, overlay.env().uid, overlay.env().gid)
         self.n = 0
+        self.lock = threading.Lock()  # two mounts may be made at once
 
     def mount(self, lowers: list[str], *extra: str, upper: bool = True):
         """`cowfs mount` (background) of LOWERS (top first); (mountpoint, upper, result)."""
-        self.n += 1
-        mnt = user_dir(os.path.join(self.base, f"mnt{self.n}"))
+        with self.lock:
+            self.n += 1
+            n = self.n
+        mnt = user_dir(os.path.join(self.base, f"mnt{n}"))
         args = ["mount", "--layer-store", self.store, *extra]
         for low in lowers:
             args += ["--lower", low]
         up = None
         if upper:
-            up = user_dir(os.path.join(self.base, f"upper{self.n}"))
-            args += ["--upper", up, "--work", user_dir(os.path.join(self.base, f"work{self.n}"))]
+            up = user_dir(os.path.join(self.base, f"upper{n}"))
+            args += ["--upper", up, "--work", user_dir(os.path.join(self.base, f"work{n}"))]
         return mnt, up, cowfs(*args, mnt)
 
 
@@ -654,3 +657,13 @@ def test_lowerdir_option_and_default_store(box):
                              upper=False)
     assert res.returncode == 0 and res.stderr == "", res.stderr
     umount(mnt2)
+
+
+def test_store_inside_the_upper_is_refused(box):
+    (good,) = write_layers(box.base, [GOOD], ["gzip"])
+    up = user_dir(os.path.join(box.base, "up-in"))
+    res = cowfs("mount", "--layer-store", os.path.join(up, "store"), "--lower", good,
+                "--upper", up, "--work", user_dir(os.path.join(box.base, "work-in")),
+                user_dir(os.path.join(box.base, "mnt-in")))
+    refused(res, "overlaps the upper")
+    assert os.listdir(up) == [] and not mounts_below(box.base)
