@@ -667,3 +667,23 @@ def test_store_inside_the_upper_is_refused(box):
                 user_dir(os.path.join(box.base, "mnt-in")))
     refused(res, "overlaps the upper")
     assert os.listdir(up) == [] and not mounts_below(box.base)
+
+
+def test_full_disk_while_unpacking_leaves_nothing(box):
+    """The store on a 1 MiB tmpfs, a layer of 4 MiB: exit status 1, one line, the store as it
+    was (empty), nothing mounted; the tarball is untouched."""
+    store_fs = overlay.mount_upper_fs(os.path.join(box.base, "storefs"), "tmpfs:size=1m")
+    try:
+        os.chown(store_fs, overlay.env().uid, overlay.env().gid)
+        layer = [D("big")] + [E(f"big/f{i}", os.urandom(1 << 19).hex()) for i in range(4)]
+        (tarball,) = write_layers(box.base, [layer], ["gzip"])
+        before = file_state(tarball)
+        mnt = user_dir(os.path.join(box.base, "mnt-full"))
+        res = cowfs("mount", "--layer-store", os.path.join(store_fs, "s"), "--lower", tarball,
+                    mnt)
+        assert res.returncode == 1, (res.returncode, res.stderr)
+        assert res.stderr.count("\n") == 1 and "No space left on device" in res.stderr, res.stderr
+        assert os.listdir(store_fs) == [] and mounts_below(box.base) == [store_fs]
+        assert file_state(tarball) == before
+    finally:
+        subprocess.run(["umount", store_fs], check=False, timeout=30)
