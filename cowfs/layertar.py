@@ -219,7 +219,7 @@ class _Unpacker:
     def __init__(self, root: str, work: str, tarball: str, say: Callable[[str], None]) -> None:
         self.root, self.work, self.tarball, self.say = root, work, tarball, say
         self.is_root = os.geteuid() == 0
-        self.kinds: dict[str, str] = {"": "d"}  # rel path -> "d" "f" "l" "o" (other)
+        self.kinds: dict[str, str] = {"": "d"}  # rel -> "d" "f" "l" "o" (other), "x" (dropped)
         self.files: dict[str, tuple[str, str]] = {}  # regular file -> (sha256, metadata key)
         self.first: dict[tuple[str, str], str] = {}  # (sha256, key) -> its first file here
         self.dirs: dict[str, tarfile.TarInfo | None] = {"": None}  # None: made implicitly
@@ -234,7 +234,7 @@ class _Unpacker:
             reader = _HashingReader(raw)
             try:
                 with _decompressed(reader, kind) as stream, \
-                        tarfile.open(fileobj=stream, mode="r|") as tf:
+                        tarfile.open(fileobj=stream, mode="r|", bufsize=_CHUNK) as tf:
                     for m in tf:
                         self.entry(m, tf)
                         count += 1
@@ -287,7 +287,7 @@ class _Unpacker:
             return
         if k == "d":
             remove_tree(self.full(rel))
-        else:
+        elif k != "x":  # a dropped entry is not on disk
             os.unlink(self.full(rel))
         under = rel + "/"
         for table in (self.kinds, self.files, self.dirs):
@@ -323,6 +323,7 @@ class _Unpacker:
         elif m.ischr() or m.isblk():
             if not self.is_root and not (m.ischr() and m.devmajor == 0 and m.devminor == 0):
                 self.dropped["device nodes"] += 1  # only the 0/0 whiteout is the user's to make
+                self.kinds[rel] = "x"  # dropped: so are hard links to it
                 return
             kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
             os.mknod(path, 0o600 | kind, os.makedev(m.devmajor, m.devminor))
@@ -371,6 +372,10 @@ class _Unpacker:
     def hardlink(self, rel: str, path: str, m: tarfile.TarInfo) -> None:
         target = self.name(m.linkname)
         k = self.kinds.get(target)
+        if k == "x":
+            self.dropped["device nodes"] += 1
+            self.kinds[rel] = "x"
+            return
         if k is None or k == "d":
             raise _Unsafe(f"hard link {m.name!r} points to {m.linkname!r}, "
                           "which is no file of the layer")
@@ -440,7 +445,7 @@ class _Unpacker:
         for rel in [r for r in self.kinds if os.path.basename(r).startswith(".wh.")]:
             parent, base = os.path.split(rel)
             name = os.path.join(parent, base[len(".wh."):])
-            if base == ".wh..wh..opq" or name not in self.kinds:
+            if base == ".wh..wh..opq" or self.kinds.get(name, "x") == "x":
                 continue
             self.clear(rel, False)
             opq = os.path.join(name, ".wh..wh..opq")

@@ -528,7 +528,8 @@ def test_bad_tarball_is_refused_and_changes_nothing(box, case):
 
 def test_rootless_drops_what_only_root_may_make(box):
     layer = [E("suid", "x", mode=0o4755), E("sgid", "x", mode=0o2755),
-             E("dev", kind="c"), E("sticky", kind="d", mode=0o1777),
+             E("dev", kind="c"), E("dev-link", kind="h", link="dev"), E("dev", "a file now"),
+             E("sticky", kind="d", mode=0o1777),
              E("forged", "x", xattrs={"user.overlay.opaque": "y", "trusted.t": "1",
                                       "user.ok": "kept"}),
              D("o", xattrs={"user.overlay.opaque": "y"}), E("o/mine", "mine")]
@@ -536,11 +537,12 @@ def test_rootless_drops_what_only_root_may_make(box):
     tarballs = write_layers(box.base, [other, layer], ["gzip", "gzip"])
     mnt, _, res = box.mount(tarballs[::-1])
     assert res.returncode == 0, res.stderr
-    assert any("dropped 1 device nodes, 3 xattrs, 2 setuid/setgid bits" in ln
+    assert any("dropped 2 device nodes, 3 xattrs, 2 setuid/setgid bits" in ln
                for ln in res.stderr.splitlines()), res.stderr
     tree = overlay.dump_tree(mnt)
     assert tree["suid"]["mode"] == "0755" and tree["sgid"]["mode"] == "0755"
-    assert tree["sticky"]["mode"] == "1777" and "dev" not in tree
+    assert tree["sticky"]["mode"] == "1777" and "dev-link" not in tree
+    assert tree["dev"]["type"] == "f"
     assert tree["forged"]["xattrs"] == {"user.ok": "kept"}
     assert sorted(p for p in tree if p.startswith("o/")) == ["o/below", "o/mine"]
     assert {tree[p]["uid"] for p in tree} == {overlay.env().uid}
