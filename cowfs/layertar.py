@@ -36,7 +36,9 @@ import os
 import shutil
 import stat
 import tarfile
+import queue
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -211,6 +213,56 @@ class _HashingReader:
         return self.sha256.hexdigest()
 
 
+class _ReadAhead:
+    """STREAM read (and hashed, and decompressed) by a thread, while the unpacking waits for
+    the disk: sha256, zlib and zstd let go of the GIL as they work. An error of the stream
+    is raised by the read that reaches it."""
+
+    def __init__(self, stream) -> None:
+        self.queue: queue.Queue = queue.Queue(maxsize=8)
+        self.buf, self.eof, self.stopped = b"", False, False
+        self.thread = threading.Thread(target=self._fill, args=(stream,), daemon=True)
+
+    def __enter__(self) -> _ReadAhead:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped = True
+        while self.thread.is_alive():  # unblock its put
+            with contextlib.suppress(queue.Empty):
+                self.queue.get(timeout=0.05)
+        self.thread.join()
+
+    def _fill(self, stream) -> None:
+        try:
+            while chunk := stream.read(_CHUNK):
+                self._put(chunk)
+            self._put(b"")
+        except BaseException as e:  # noqa: BLE001 - handed to the reader
+            self._put(e)
+
+    def _put(self, item) -> None:
+        while not self.stopped:
+            with contextlib.suppress(queue.Full):
+                self.queue.put(item, timeout=0.05)
+                return
+
+    def read(self, n: int = -1) -> bytes:
+        while not self.eof and (n < 0 or len(self.buf) < n):
+            item = self.queue.get()
+            if isinstance(item, BaseException):
+                self.eof = True
+                raise item
+            self.eof = not item
+            self.buf = item if not self.buf else self.buf + item
+        if n < 0 or len(self.buf) <= n:
+            out, self.buf = self.buf, b""
+        else:
+            out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+
 class _Unsafe(Exception):
     pass
 
@@ -233,14 +285,13 @@ class _Unpacker:
         with open(self.tarball, "rb") as raw:
             reader = _HashingReader(raw)
             try:
-                with _decompressed(reader, kind) as stream, \
-                        tarfile.open(fileobj=stream, mode="r|", bufsize=_CHUNK) as tf:
+                with _decompressed(reader, kind) as stream, _ReadAhead(stream) as ahead, \
+                        tarfile.open(fileobj=ahead, mode="r|", bufsize=_CHUNK) as tf:
                     for m in tf:
                         self.entry(m, tf)
                         count += 1
-                    if kind != "tar":
-                        while stream.read(_CHUNK):  # the end of the compressed stream is checked
-                            pass
+                    while ahead.read(_CHUNK):  # to the end: a compressed stream is checked
+                        pass
             except _Unsafe as e:
                 raise UsageError(f"layer tarball {self.tarball}: {e}; refused") from None
             except (tarfile.TarError, EOFError, zlib.error, _zstd_error()) as e:
