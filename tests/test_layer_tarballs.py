@@ -689,3 +689,15 @@ def test_full_disk_while_unpacking_leaves_nothing(box):
         assert file_state(tarball) == before
     finally:
         subprocess.run(["umount", store_fs], check=False, timeout=30)
+
+
+def test_python_api_mounts_a_tarball(box):
+    """cowfs.mounted() takes a layer tarball as its lower (through the CLI: the default store)."""
+    (good,) = write_layers(box.base, [GOOD], ["zstd"])
+    cache = user_dir(os.path.join(box.base, "api-cache"))
+    code = ("import cowfs, os\n"
+            f"with cowfs.mounted({good!r}) as m:\n"
+            "    print(open(os.path.join(m, 'd', 'g')).read()[:3])\n")
+    res = as_user("env", f"XDG_CACHE_HOME={cache}", overlay.env().python, "-c", code)
+    assert res.returncode == 0 and res.stdout == "yyy\n", res.stderr
+    assert len(os.listdir(os.path.join(cache, "cowfs", "layers", "sha256"))) == 1
