@@ -1,6 +1,7 @@
 """Time of an image layer tarball as a lower: the first `cowfs mount` (unpacks it), a second one
-(the layer is there: hashes the tarball only), `tar -xf` of the same tarball, and `cowfs mount`
-of the unpacked directory (the mount's own cost), interleaved, medians of --rounds.
+(the layer is there: hashes the tarball only), `tar -xf` of the same tarball (also followed by
+`sync -f`, as cowfs syncs before it names store objects), and `cowfs mount` of the unpacked
+directory (the mount's own cost), interleaved, medians of --rounds.
 
     unshare -m --propagation private .venv/bin/python tools/layer_unpack_speed.py [--files N]
         [--mib M] [--rounds R] [--compression gzip|zstd|tar] [--dir DIR]
@@ -87,17 +88,20 @@ def main() -> int:
         mount_time(layer, warm, mnt)  # the store for the second-mount runs
         unpacked = os.path.join(warm, "layers", "sha256", os.listdir(
             os.path.join(warm, "layers", "sha256"))[0])
-        runs: dict[str, list[float]] = {"tar -xf": [], "cowfs mount, first (unpack)": [],
+        runs: dict[str, list[float]] = {"tar -xf": [], "tar -xf, then sync -f": [],
+                                        "cowfs mount, first (unpack)": [],
                                         "cowfs mount, second (layer there)": [],
                                         "cowfs mount of the unpacked dir": []}
         order = list(runs)
         for r in range(a.rounds):
-            for name in order[r % 4:] + order[:r % 4]:  # a rotating order
+            for name in order[r % 5:] + order[:r % 5]:  # a rotating order
                 fresh = os.path.join(base, f"run{r}")
-                if name == "tar -xf":
+                if name.startswith("tar -xf"):
                     os.mkdir(fresh)
                     took = timed(["tar", "-x", *([flag] if flag else []), "-f", layer, "-C",
                                   fresh])
+                    if name.endswith("sync -f"):  # what cowfs does before it names objects
+                        took += timed(["sync", "-f", fresh])
                 elif name.startswith("cowfs mount, first"):
                     took = mount_time(layer, fresh, mnt)
                 elif name.startswith("cowfs mount, second"):
