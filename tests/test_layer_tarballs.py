@@ -13,6 +13,7 @@ with the store unchanged, gc keeps what layers link, rootless drops are reported
 """
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import io
@@ -446,20 +447,42 @@ def test_second_mount_reuses_the_layer(box):
     assert store_state(box.store) == state  # not one inode or mtime changed
 
 
+def _waiters(path: str) -> int:
+    """How many flock(2) requests on PATH are blocked (/proc/locks: "->" lines)."""
+    st = os.stat(path)
+    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    with open("/proc/locks") as f:
+        return sum(1 for ln in f if "->" in ln and f" {dev} " in ln)
+
+
 def test_two_mounts_at_once_unpack_once(box):
+    """Both mounts are started while the store's unpack lock is held (by the test), so both
+    wait for it; once it is let go, one unpacks and the other uses that layer."""
     big = [D("many")] + [E(f"many/f{i:05d}", f"file {i}\n" * 20) for i in range(3000)]
     (tarball,) = write_layers(box.base, [big], ["gzip"])
+    layers = os.path.join(user_dir(box.store), "layers")
+    user_dir(layers)
     results = []
 
     def one():
         results.append(box.mount([tarball]))
 
     threads = [threading.Thread(target=one) for _ in range(2)]
-    for t in threads:
-        t.start()
+    fd = os.open(layers, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 120
+        while _waiters(layers) < 2:
+            assert time.monotonic() < deadline and all(t.is_alive() for t in threads), results
+            time.sleep(0.02)
+    finally:
+        os.close(fd)  # lets them go
     for t in threads:
         t.join(timeout=300)
     assert len(results) == 2 and all(r.returncode == 0 for _, _, r in results), results
+    assert all("waiting for another unpack" in r.stderr for _, _, r in results), results
     assert sum(len(unpacked_lines(r)) for _, _, r in results) == 1, [r.stderr for *_, r in results]
     trees = [overlay.dump_tree(m) for m, _, _ in results]
     assert trees[0] == trees[1] and len(trees[0]) == 3002
@@ -704,3 +727,18 @@ def test_python_api_mounts_a_tarball(box):
     res = as_user("env", f"XDG_CACHE_HOME={cache}", overlay.env().python, "-c", code)
     assert res.returncode == 0 and res.stdout == "yyy\n", res.stderr
     assert len(os.listdir(os.path.join(cache, "cowfs", "layers", "sha256"))) == 1
+
+
+def test_unusable_store_is_refused(box):
+    """A store the user cannot write, or a file: exit 2, one line, nothing made."""
+    (good,) = write_layers(box.base, [GOOD], ["gzip"])
+    locked = os.path.join(box.base, "roots-dir")
+    os.mkdir(locked, 0o755)  # root's
+    a_file = os.path.join(box.base, "a-file")
+    open(a_file, "w").close()
+    mnt = user_dir(os.path.join(box.base, "mnt-u"))
+    for store_dir, says in ((os.path.join(locked, "store"), "is not writable"),
+                            (os.path.join(a_file, "store"), "is not a directory")):
+        res = cowfs("mount", "--layer-store", store_dir, "--lower", good, mnt)
+        refused(res, says)
+        assert os.listdir(locked) == [] and not mounts_below(box.base)
