@@ -99,14 +99,15 @@ def tar_bytes(entries: list[dict], mtime: int, uid: int, gid: int) -> bytes:
             ti.uid, ti.gid, ti.uname, ti.gname = uid, gid, "", ""
             kind = e["kind"]
             ti.type = {"f": tarfile.REGTYPE, "d": tarfile.DIRTYPE, "l": tarfile.SYMTYPE,
-                       "h": tarfile.LNKTYPE, "p": tarfile.FIFOTYPE, "c": tarfile.CHRTYPE}[kind]
+                       "h": tarfile.LNKTYPE, "p": tarfile.FIFOTYPE, "c": tarfile.CHRTYPE,
+                       "?": b"Z"}[kind]  # ?: a type tar does not know
             ti.mode = e["mode"] if e["mode"] is not None else (0o755 if kind == "d" else 0o644)
             ti.linkname = e["link"]
             if e["xattrs"]:
                 ti.pax_headers = {f"SCHILY.xattr.{k}": v for k, v in e["xattrs"].items()}
             if kind == "c":  # /dev/null
                 ti.devmajor, ti.devminor = 1, 3
-            if kind == "f":
+            if kind in ("f", "?"):
                 ti.size = len(e["data"])
                 tf.addfile(ti, io.BytesIO(e["data"]))
             else:
@@ -523,6 +524,7 @@ BAD = {
     "corrupt-gzip": (lambda: _flipped(gzip.compress(_tar(GOOD), mtime=0)), "corrupt"),
     "truncated-zstd": (lambda: _truncated(compress(_tar(GOOD), "zstd")), "corrupt or truncated"),
     "truncated-tar": (lambda: _truncated(_tar(GOOD)), "corrupt or truncated"),
+    "unknown-type": (lambda: gzip.compress(_tar([E("odd", "x", kind="?")])), "unknown type"),
     "bzip2": (lambda: __import__("bz2").compress(_tar(GOOD)), "bzip2-compressed"),
     "not-a-tarball": (lambda: b"just some text\n" * 100, "nor a layer tarball"),
     "empty": (lambda: b"", "nor a layer tarball"),
