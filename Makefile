@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # npm (with node; `cowfs snapshot build --kind npm`, tests/test_snapshot_npm.py, bench/npmcache.py)
 # is installed by `deps` only when missing: a node from elsewhere brings its own npm
 APT_PACKAGES := fuse3 libfuse3-dev pkg-config attr fuse-overlayfs stress-ng gcc python3-dev python3-venv \
-  strace docker-registry
+  strace docker-registry zstd
 # how long `make fuzz` runs the differential fuzzer, and its seed (empty: a fresh one)
 FUZZ_SECONDS ?= 600
 SEED ?=
@@ -61,6 +61,7 @@ deps:
 	command -v stress-ng >/dev/null || missing="$$missing stress-ng"; \
 	command -v gcc >/dev/null || missing="$$missing gcc"; \
 	[ -x /usr/bin/docker-registry ] || missing="$$missing docker-registry"; \
+	command -v zstd >/dev/null || missing="$$missing zstd"; \
 	{ command -v npm >/dev/null && command -v node >/dev/null; } || missing="$$missing npm"; \
 	[ -f "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)/Python.h" ] || missing="$$missing python3-dev"; \
 	$(PY) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \

@@ -24,7 +24,9 @@ nothing created, mounted or removed).
 
 -o options (comma separated; `\\,` and `\\:` escape a comma or colon inside a path, as in kernel
 overlayfs):
-  lowerdir=A:B  upperdir=U  workdir=W      the layers (like --lower/--upper/--work)
+  lowerdir=A:B  upperdir=U  workdir=W      the layers (like --lower/--upper/--work); a lower may
+                                           be an OCI layer tarball (gzip, zstd or tar)
+  layer_store=DIR                          where tarball lowers are unpacked (like --layer-store)
   ro / rw                                  read-only merged view / read-write (the default)
   debug                                    log every request (like --debug)
   debug_fuse                               also libfuse's own per-request trace (like --debug-fuse)
@@ -51,7 +53,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import __version__
-from .config import UsageError, build_config, check_log_file, default_work_dir, require_dir
+from .config import (MountConfig, UsageError, build_config, check_log_file, default_work_dir,
+                     overlaps, require_dir)
 
 PROG = "cowfs"
 COMMANDS = ("mount", "umount", "unmount", "diff", "fsck", "sandbox", "snapshot", "verify",
@@ -134,6 +137,7 @@ class MountOptions:
     allow_other: bool = False
     own_lowers: bool = False
     metacopy: bool = False
+    layer_store: str | None = None
     log: str | None = None
     fsname: str | None = None
     fuse: set[str] = field(default_factory=set)
@@ -186,6 +190,10 @@ def parse_o_options(groups: list[str]) -> MountOptions:
                 if value not in ("on", "off"):
                     raise UsageError(f"option metacopy={value}: on or off")
                 mo.metacopy = value == "on"
+            elif key == "layer_store" and eq:
+                if value == "":
+                    raise UsageError("option layer_store is empty")
+                mo.layer_store = unescape(value)
             elif key == "log" and eq:
                 if value == "":
                     raise UsageError("option log is empty")
@@ -233,7 +241,11 @@ def _build_parser() -> _Parser:
     )
     m.add_argument("mountpoint", metavar="MOUNTPOINT")
     m.add_argument("--lower", action="append", metavar="DIR", default=[],
-                   help="read-only layer; repeat for more, top first")
+                   help="read-only layer; repeat for more, top first. An OCI layer tarball "
+                   "(gzip, zstd or tar) is unpacked once into the layer store and used")
+    m.add_argument("--layer-store", metavar="DIR",
+                   help="where layer tarballs are unpacked, by digest (default: "
+                   "$XDG_CACHE_HOME/cowfs or ~/.cache/cowfs; a snapshot root shares its store)")
     m.add_argument("--upper", metavar="DIR", help="writable layer receiving every change")
     m.add_argument("--work", metavar="DIR",
                    help="scratch dir on the upper's filesystem "
@@ -283,7 +295,10 @@ def _build_parser() -> _Parser:
                    help="a live cowfs mount: diff the layers it uses")
     d.add_argument("--upper", metavar="DIR", help="the upper directory to diff")
     d.add_argument("--lower", action="append", metavar="DIR", default=[],
-                   help="its lower directory; repeat for more, top first")
+                   help="its lower directory; repeat for more, top first. A layer tarball "
+                   "stands for its unpacked layer in the layer store (diff unpacks nothing)")
+    d.add_argument("--layer-store", metavar="DIR",
+                   help="where tarball lowers were unpacked (as for cowfs mount)")
     d.add_argument("--json", action="store_true",
                    help='a JSON array of {"path", "kind": added|modified|deleted, "type": '
                    'file|dir|symlink|fifo|socket|char-device|block-device}')
@@ -473,19 +488,25 @@ def _cmd_mount(args: argparse.Namespace) -> int:
     fsname = mo.fsname or args.source or "cowfs"
     read_only = args.ro or bool(mo.read_only)
 
-    cfg = build_config(
-        lowers=lowers,
-        upper=upper,
-        work=work,
-        mountpoint=args.mountpoint,
-        read_only=read_only,
-        allow_other=args.allow_other or mo.allow_other,
-        own_lowers=args.own_lowers or mo.own_lowers,
-        metacopy=args.metacopy or mo.metacopy,
-        debug=debug,
-        fsname=fsname,
-        extra_fuse_options=mo.fuse,
-    )
+    def config(lowers: list[str], layer_files: bool):
+        return build_config(
+            lowers=lowers,
+            upper=upper,
+            work=work,
+            mountpoint=args.mountpoint,
+            read_only=read_only,
+            allow_other=args.allow_other or mo.allow_other,
+            own_lowers=args.own_lowers or mo.own_lowers,
+            metacopy=args.metacopy or mo.metacopy,
+            debug=debug,
+            fsname=fsname,
+            extra_fuse_options=mo.fuse,
+            layer_files=layer_files,
+        )
+
+    cfg = config(lowers, True)  # every check first: bad input unpacks nothing
+    if not all(os.path.isdir(low) for low in cfg.lowers):
+        cfg = config(_unpack_layers(cfg, args.layer_store or mo.layer_store), False)
     from .mount import run  # noqa: PLC0415 - keeps `cowfs --help` free of pyfuse3/trio imports
 
     return run(
@@ -495,6 +516,28 @@ def _cmd_mount(args: argparse.Namespace) -> int:
         debug_fuse=debug_fuse,
         ignored_options=tuple(mo.ignored),
     )
+
+
+def _unpack_layers(cfg: MountConfig, layer_store: str | None) -> list[str]:
+    """The lowers with each layer tarball replaced by its unpacked dir (layertar.py)."""
+    from . import layertar  # noqa: PLC0415
+    from .mount import MountError  # noqa: PLC0415
+
+    root = layertar.check_store(layer_store or layertar.default_store())
+    for what, path in (("upper", cfg.upper), ("work", cfg.work), ("mountpoint", cfg.mountpoint)):
+        if path is not None and overlaps(root, path):
+            raise UsageError(f"layer store {root} overlaps the {what} {path}")
+    out = []
+    for low in cfg.lowers:
+        if os.path.isdir(low):
+            out.append(low)
+            continue
+        try:
+            out.append(layertar.unpack(root, low, _say))
+        except OSError as e:
+            where = f"{os.fsdecode(e.filename)}: " if e.filename is not None else ""
+            raise MountError(f"layer {low}: cannot unpack: {where}{e.strerror}") from None
+    return out
 
 
 def _cmd_umount(args: argparse.Namespace) -> int:
@@ -517,6 +560,12 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         raise UsageError("--upper needs at least one --lower")
     else:
         lowers, upper = args.lower, args.upper
+        if any(os.path.isfile(low) for low in lowers):
+            from . import layertar  # noqa: PLC0415
+
+            root = args.layer_store or layertar.default_store()
+            lowers = [layertar.unpacked(root, low) if os.path.isfile(low) else low
+                      for low in lowers]
     upper, lowers = diff.layer_dirs(upper, lowers)
     found = diff.changes(upper, lowers) if upper is not None else []  # no upper: no change
     sys.stdout.buffer.write(diff.render(found, args.json))

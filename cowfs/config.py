@@ -361,11 +361,14 @@ def build_config(
     extra_fuse_options: Iterable[str] = (),
     is_root: bool | None = None,
     check_fuse: bool = True,
+    layer_files: bool = False,
 ) -> MountConfig:
     """Check everything the user gave and return the MountConfig, or raise UsageError.
 
     Creates nothing. Order of checks: layers, mountpoint, work dir, FUSE availability.
     `extra_fuse_options` are kernel mount flags passed on to libfuse (nosuid, noatime, ...).
+    LAYER_FILES: a lower may be a layer tarball (checked by its magic), kept as its path; the
+    caller unpacks it (layertar.unpack) and builds the config again with the unpacked dirs.
     """
     if is_root is None:
         is_root = os.geteuid() == 0
@@ -376,7 +379,13 @@ def build_config(
         raise UsageError("no lower directory given (use --lower DIR or -o lowerdir=DIR)")
     real_lowers: list[str] = []
     for lower in lowers:
-        real = require_dir("lower directory", lower)
+        real = _real(lower) if lower else ""
+        if layer_files and real and os.path.isfile(real):
+            from . import layertar  # noqa: PLC0415 - a cycle: layertar raises UsageError
+
+            layertar.compression(real, lower)
+        else:
+            real = require_dir("lower directory", lower)
         for prev in real_lowers:
             if real == prev:
                 raise UsageError(f"lower directory {lower} is given twice")
