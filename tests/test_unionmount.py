@@ -22,6 +22,8 @@ rename-new-dir, rename-new-pop-dir and rename-mass-dir fail the same way on kern
 (userxattr) as on cowfs. Those four are left out of the rotation runs and checked to fail
 exactly as on the kernel instead (`test_rotation_xdev_as_kernel`).
 
+`make test` runs --verify, --samefs --verify and --ov=3 --maxfs=2 --verify (CI_VARIANTS below);
+COWFS_UNIONMOUNT_VARIANTS=all runs --ov and --ov=3 --verify too.
 COWFS_UNIONMOUNT_OPTS adds cowfs mount options (e.g. "redirect_dir=on"); with redirect_dir=on
 the directory rename tests run instead of rename-exdev, and nothing is left out.
 """
@@ -40,13 +42,25 @@ OPTS = os.environ.get("COWFS_UNIONMOUNT_OPTS", "")
 XDEV = "redirect_dir=on" not in OPTS.split(",")
 SUITE_TIMEOUT = 600
 
-VARIANTS = {
+ALL_VARIANTS = {
     "ov": ["--ov"],
     "ov-verify": ["--ov", "--verify"],
     "samefs-verify": ["--ov", "--samefs", "--verify"],
     "rotate-verify": ["--ov=3", "--verify"],
     "rotate-maxfs-verify": ["--ov=3", "--maxfs=2", "--verify"],
 }
+#: What `make test` runs (a few minutes): for a FUSE filesystem --verify only adds checks (the
+#: suite adds index=on for kernel overlayfs alone), so "ov" is inside "ov-verify", and
+#: "rotate-verify" differs from "rotate-maxfs-verify" only in its middle layers sharing one fs.
+#: COWFS_UNIONMOUNT_VARIANTS=all (or a comma-separated list) runs others.
+CI_VARIANTS = "ov-verify,samefs-verify,rotate-maxfs-verify"
+_chosen = os.environ.get("COWFS_UNIONMOUNT_VARIANTS", CI_VARIANTS)
+_chosen = list(ALL_VARIANTS) if _chosen == "all" else _chosen.split(",")
+_unknown = sorted(set(_chosen) - set(ALL_VARIANTS))
+if _unknown:
+    raise ValueError(f"COWFS_UNIONMOUNT_VARIANTS: unknown {_unknown} (known: "
+                     f"{', '.join(ALL_VARIANTS)}, all)")
+VARIANTS = {v: ALL_VARIANTS[v] for v in _chosen}
 
 #: Tests whose --xdev expectations the suite gets wrong with layer rotation (see above).
 ROTATION_XDEV_AS_KERNEL = ["hard-link-dir", "rename-new-dir", "rename-new-pop-dir",
