@@ -24,8 +24,9 @@ Two things the suite takes from its surroundings are set up here:
 from __future__ import annotations
 
 import argparse
+import ast
+import json
 import os
-import stat
 import subprocess
 import sys
 import time
@@ -41,8 +42,6 @@ DAEMON_EXIT_WAIT = 30.0
 def suite_tests(xdev: bool) -> list[str]:
     """The tests `run` picks by itself (read from its source: it has no option to list them):
     its base list, then rename-exdev with --xdev, else the directory rename tests."""
-    import ast  # noqa: PLC0415
-
     with open(os.path.join(SUITE, "run")) as f:
         tree = ast.parse(f.read())
     base, extra = [], {}
@@ -107,8 +106,6 @@ def run(fs: str, scratch: str, cowfs: str | None, opts: str, suite_args: list[st
 def _daemon_pid(mountpoint: str) -> int | None:
     """The pid of the cowfs daemon serving MOUNTPOINT: it holds a flock on its upper dir for
     its whole life (cowfs/claim.py); the root's user.cowfs.layers names that dir."""
-    import json  # noqa: PLC0415
-
     try:
         upper = json.loads(os.getxattr(mountpoint, "user.cowfs.layers"))["upper"]
         st = os.stat(upper)
@@ -173,8 +170,8 @@ def main() -> int:
         p.error("usage: unionmount.py run OPTIONS -- SUITE-ARGS... | unionmount.py umount ARGS")
     a = p.parse_args(argv[:cut])
     args = argv[cut + 1:]
-    if a.fs == "cowfs" and not (a.cowfs and stat.S_ISREG(os.stat(a.cowfs).st_mode)):
-        p.error("--fs cowfs needs --cowfs BIN")
+    if a.fs == "cowfs" and not (a.cowfs and os.path.isfile(a.cowfs)):
+        p.error("--fs cowfs needs --cowfs BIN, the cowfs executable")
     return run(a.fs, a.dir, a.cowfs, a.opts, args, a.timeout)
 
 
