@@ -10,8 +10,9 @@ failure message):
 - `--samefs`: all layers on one filesystem.
 - `--ov=3`: every test also with layer rotation: after each mkdir or rename the union is
   unmounted, its upper becomes the top lower and a new upper is made (up to 3 middle layers).
-- `--maxfs=2`: the first two rotated-in uppers are filesystems of their own: inode numbers from
-  four filesystems in one union.
+- `--maxfs=2`: the first two uppers (the first one and the first rotated in) are filesystems of
+  their own, later ones share a third, the lowest layer is a fourth: inode numbers from four
+  filesystems in one union.
 
 cowfs gives EXDEV for a rename of a lower or merged directory (README "Differences"; the
 kernel's userxattr mode does the same), which the suite calls `--xdev`: it then runs
