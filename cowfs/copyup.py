@@ -65,7 +65,8 @@ def _ensure_upper_dir(ov: Overlay, node: Node) -> None:
         _ensure_upper_dir(ov, parent)
     lower = ov.lowers[node.lowers[0]]
     path = node.path()
-    st = lower.lstat(path)
+    lpath = ov.lower_path(node)
+    st = lower.lstat(lpath)
     mode = stat.S_IMODE(ov.owned_mode(st.st_mode))
     # Everything in the work dir, then one rename: a kill leaves no half-copied dir. But moving
     # a dir to another parent needs write permission on it (its ".." changes): one its mode
@@ -75,7 +76,7 @@ def _ensure_upper_dir(ov: Overlay, node: Node) -> None:
     tmp = upper.temp_name()
     os.mkdir(tmp, 0o700, dir_fd=upper.work_fd)
     try:
-        _copy_meta(ov, lower, path, tmp, st, final=movable)
+        _copy_meta(ov, lower, lpath, tmp, st, final=movable)
         if movable:
             _place(ov, upper, tmp, path, parent)
         else:
@@ -111,7 +112,7 @@ async def _copy_up_file(ov: Overlay, node: Node, data: bool) -> None:
     upper = ov.writable
     _ensure_parent(ov, node)
     lower = ov.lowers[node.lowers[0]]
-    path = node.path()
+    path = ov.lower_path(node)
     st = lower.lstat(path)
     tmp = upper.temp_name()
     try:

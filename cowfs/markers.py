@@ -17,6 +17,12 @@ ESCAPED = b"user.overlay.overlay."
 # cowfs's own state, under a name the kernel does not use: the identity of a copied-up file's
 # lower origin, so its st_ino stays the same after the copy-up for the life of the mount.
 ORIGIN = b"user.overlay.cowfs.origin"
+# A renamed lower or merged dir (redirect_dir=on): the path its lower dirs are at, the name in
+# the same parent or "/abs/path" from the overlay root, as kernel overlayfs writes it.
+REDIRECT = b"user.overlay.redirect"
+# On the upper's root once a redirect was written there: a mount without redirect_dir=on would
+# show such an upper wrong (kernel userxattr mode too), so it is refused (config.py).
+REDIRECTS_USED = b"user.overlay.cowfs.redirects"
 # The user.overlay.* names kernel overlayfs (6.18) itself reads or writes; with ORIGIN and the
 # escaped ones, every name an upper may rightly carry under that prefix (`cowfs fsck`).
 KERNEL_PRIVATE = frozenset(
@@ -35,6 +41,13 @@ WHITEOUT_MODE = stat.S_IFCHR | 0o000
 
 def is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def redirects_used(upper: str) -> bool:
+    try:
+        return os.getxattr(upper, REDIRECTS_USED) == b"y"
+    except OSError:
+        return False
 
 
 def is_opaque_value(value: bytes | None) -> bool:

@@ -25,12 +25,14 @@ class DirHandle:
 
 def merged_names(ov: Overlay, node: Node) -> list[bytes]:
     path = node.path()
+    lpaths = ov.lower_paths(node)
     out: list[bytes] = []
     seen: set[bytes] = set()  # shown, or hidden by a whiteout
     if node.upper:
         _merge_layer(ov.upper, path, out, seen, oci=False)
     for index in node.lowers:
-        _merge_layer(ov.lowers[index], path, out, seen, oci=True)
+        _merge_layer(ov.lowers[index], path if lpaths is None else lpaths[index], out, seen,
+                     oci=True)
     return out
 
 

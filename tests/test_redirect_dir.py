@@ -1,0 +1,227 @@
+"""Directory rename with `-o redirect_dir=on` (issue 16 item 2), against the kernel mounted as
+root with redirect_dir=on (its trusted.overlay.* format: the rootless kernel cannot follow
+redirects) and, for the on-disk format, against that kernel reading cowfs's upper.
+
+Renaming a lower or merged dir copies up the dir alone and writes user.overlay.redirect: its old
+name when it stays in its dir, else its absolute path; lookups below it continue in the lowers at
+that path. Without the option: EXDEV as before (test_rename.py), and an upper holding redirects
+is refused at mount.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import overlay
+from overlay import Dir
+
+ON = {"kernel_opts": ["redirect_dir=on"], "cowfs_opts": ["-o", "redirect_dir=on"]}
+
+LOWER = {
+    "a": Dir({"f": "F\n", "g": "G\n", "sub": Dir({"s": "S\n", "deep": Dir({"z": "Z\n"})}),
+              "ln": overlay.Symlink("f")}),
+    "b": Dir({"x": "X\n"}),  # merged target parent
+    "other": Dir({"y": "Y\n"}),
+    "edir": Dir(),  # empty lower dir: a rename target
+    "top": "T\n",
+}
+# two lowers: "m" is merged from both
+UPPER_LOWER = {"m": Dir({"hi": "hi\n", "both": Dir({"one": "1"})}), "solo": Dir({"u": "u"})}
+LOWER_LOWER = {"m": Dir({"lo": "lo\n", "both": Dir({"two": "2"})}), "base": Dir({"k": "k"})}
+
+
+def upper_redirects(pair, side: str = "cowfs") -> dict:
+    """path -> redirect of each dir in SIDE's raw upper (user. on cowfs, trusted. on kernel)."""
+    lay = pair.cowfs_layers if side == "cowfs" else pair.kernel_layers
+    name = "user.overlay.redirect" if side == "cowfs" else "trusted.overlay.redirect"
+    out = {}
+    for top, dirs, _ in os.walk(lay.upper):
+        for d in dirs:
+            path = os.path.join(top, d)
+            if name in os.listxattr(path, follow_symlinks=False):
+                out[os.path.relpath(path, lay.upper)] = os.getxattr(path, name).decode()
+    return out
+
+
+def test_same_parent(overlay_pair):
+    pair = overlay_pair(LOWER, **ON)
+    out = pair.run([
+        ["stat", "a"], ["rename", "a", "a2"], ["stat", "a2"], ["exists", "a"],
+        ["listdir", "a2"], ["read_file", "a2/f"], ["stat", "a2/f"], ["readlink", "a2/ln"],
+        ["read_file", "a2/ln"], ["listdir", "a2/sub/deep"], ["read_file", "a2/sub/deep/z"],
+        ["scandir", "a2"], ["listdir", "."],
+    ])
+    out.assert_same()
+    assert out.kernel[1] == {"ok": None}
+    assert out.kernel[2]["ok"]["ino"] == "op0"  # the same dir
+    assert upper_redirects(pair) == upper_redirects(pair, "kernel") == {"a2": "a"}
+
+
+def test_other_parent_absolute(overlay_pair):
+    pair = overlay_pair(LOWER, **ON)
+    out = pair.run([
+        ["rename", "a/sub", "b/sub2"], ["listdir", "b"], ["listdir", "a"], ["listdir", "b/sub2"],
+        ["read_file", "b/sub2/deep/z"], ["rename", "b/sub2/deep", "other/deep"],
+        ["listdir", "other/deep"], ["read_file", "other/deep/z"],
+        ["mkdir", "new"], ["rename", "a", "new/a"], ["listdir", "new/a"],
+        ["read_file", "new/a/g"],
+    ])
+    out.assert_same()
+    assert all("ok" in r for r in out.kernel), out.kernel
+    red = upper_redirects(pair)
+    assert red == upper_redirects(pair, "kernel"), red
+    assert red["b/sub2"] == "/a/sub" and red["new/a"] == "/a"
+
+
+def test_twice_and_back(overlay_pair):
+    pair = overlay_pair(LOWER, **ON)
+    out = pair.run([
+        ["rename", "a", "a2"], ["rename", "a2", "a3"], ["listdir", "a3"], ["exists", "a2"],
+        ["rename", "a3", "b/a4"], ["listdir", "b/a4"], ["rename", "b/a4", "a5"],
+        ["read_file", "a5/sub/s"], ["rename", "a5", "a"], ["listdir", "a"],
+        ["read_file", "a/f"], ["listdir", "."], ["rename", "other", "o2"],
+        ["rename", "o2", "other"], ["listdir", "other"],
+    ])
+    out.assert_same()
+    assert all("ok" in r for r in out.kernel), out.kernel
+    assert upper_redirects(pair) == upper_redirects(pair, "kernel")
+
+
+def test_children_after_rename(overlay_pair):
+    """create, unlink, copy-up, rename of children below a moved dir."""
+    pair = overlay_pair(LOWER, **ON)
+    out = pair.run([
+        ["rename", "a", "b/moved"],
+        ["write_file", "b/moved/new", "N"], ["unlink", "b/moved/g"],
+        ["open", "w", "b/moved/f", ["O_WRONLY", "O_APPEND"]], ["write", "w", "more\n"],
+        ["close", "w"], ["read_file", "b/moved/f"], ["chmod", "b/moved/sub/s", 0o600],
+        ["stat", "b/moved/sub/s"], ["setxattr", "b/moved/sub", "user.k", "v"],
+        ["getxattr", "b/moved/sub", "user.k"],
+        ["rename", "b/moved/sub", "b/moved/sub3"], ["listdir", "b/moved/sub3"],
+        ["rename", "b/moved/sub3/deep", "deep2"], ["listdir", "deep2"],
+        ["rename", "b/moved/sub3/s", "b/moved/s-out"], ["listdir", "b/moved"],
+        ["unlink", "deep2/z"], ["rmdir", "deep2"], ["exists", "deep2"],
+        ["listdir", "b/moved/sub3"], ["scandir", "b/moved"],
+    ])
+    out.assert_same()
+    assert all("ok" in r for r in out.kernel), out.kernel
+    assert upper_redirects(pair) == upper_redirects(pair, "kernel")
+
+
+def test_rmdir_and_rename_over(overlay_pair):
+    pair = overlay_pair(LOWER, **ON)
+    out = pair.run([
+        ["rename", "other", "o2"], ["rmdir", "o2"], ["unlink", "o2/y"], ["rmdir", "o2"],
+        ["exists", "o2"], ["exists", "other"], ["listdir", "."],
+        ["rename", "b", "edir"], ["listdir", "edir"], ["exists", "b"],
+        ["rename", "a", "edir"], ["rename", "a/sub/deep", "a/sub/deep"],
+        ["mkdir", "edir2"], ["rename", "a/sub", "edir2"], ["listdir", "edir2"],
+        ["rename", "a", "a/sub/in"], ["listdir", "."],
+    ])
+    out.assert_same()
+    assert out.kernel[1] == {"errno": "ENOTEMPTY"}
+    assert out.kernel[10] == {"errno": "ENOTEMPTY"}
+    assert out.kernel[15] == {"errno": "ENOENT"} or out.kernel[15] == {"errno": "EINVAL"}
+
+
+def test_into_own_subtree(overlay_pair):
+    pair = overlay_pair(LOWER, **ON)
+    out = pair.run([["rename", "a", "a/sub/in"], ["rename", "a/sub", "a/sub/deep/x"],
+                    ["listdir", "a"]])
+    out.assert_same()
+    assert out.kernel[0] == {"errno": "EINVAL"}
+
+
+def test_exchange(overlay_pair):
+    pair = overlay_pair(LOWER, **ON)
+    out = pair.run([
+        ["rename", "a", "other", "EXCHANGE"], ["listdir", "a"], ["listdir", "other"],
+        ["read_file", "other/sub/s"], ["rename", "b", "other/sub", "EXCHANGE"],
+        ["listdir", "b"], ["listdir", "other/sub"],
+    ])
+    out.assert_same()
+    assert out.kernel[0] == {"ok": None}
+
+
+def test_opaque_and_upper_only(overlay_pair):
+    """A new (opaque) dir over a removed lower one moves as it did; a dir moved into an opaque
+    dir, and an upper-only dir moved, need no redirect."""
+    pair = overlay_pair(LOWER, **ON)
+    out = pair.run([
+        ["unlink", "other/y"], ["rmdir", "other"], ["mkdir", "other"],
+        ["write_file", "other/n", "n"], ["rename", "other", "o3"], ["listdir", "o3"],
+        ["rename", "a", "o3/a"], ["listdir", "o3/a"], ["read_file", "o3/a/sub/s"],
+        ["mkdir", "up"], ["mkdir", "up/in"], ["rename", "up", "b/up"], ["listdir", "b/up"],
+        ["listdir", "."],
+    ])
+    out.assert_same()
+    assert all("ok" in r for r in out.kernel), out.kernel
+    red = upper_redirects(pair)
+    assert red == upper_redirects(pair, "kernel") == {"o3/a": "/a"}, red
+
+
+def test_multiple_lowers(overlay_pair):
+    pair = overlay_pair(UPPER_LOWER, LOWER_LOWER, **ON)
+    out = pair.run([
+        ["rename", "m", "m2"], ["listdir", "m2"], ["listdir", "m2/both"],
+        ["read_file", "m2/lo"], ["rename", "m2/both", "solo/both"], ["listdir", "solo/both"],
+        ["read_file", "solo/both/two"], ["rename", "base", "m2/base"], ["listdir", "m2/base"],
+        ["unlink", "m2/hi"], ["listdir", "m2"], ["listdir", "."],
+    ])
+    out.assert_same()
+    assert all("ok" in r for r in out.kernel), out.kernel
+    assert upper_redirects(pair) == upper_redirects(pair, "kernel")
+
+
+def test_redirects_persist(overlay_pair):
+    pair = overlay_pair(UPPER_LOWER, LOWER_LOWER, **ON)
+    ops = [["rename", "m", "m2"], ["rename", "m2/both", "solo/b2"], ["mkdir", "n"],
+           ["rename", "base", "n/base"], ["rename", "solo", "n/solo"],
+           ["write_file", "n/solo/b2/w", "w"]]
+    pair.run(ops).assert_same()
+    pair.remount()
+    out = pair.run([["listdir", "."], ["listdir", "m2"], ["listdir", "n/solo/b2"],
+                    ["read_file", "n/solo/b2/two"], ["listdir", "n/base"],
+                    ["stat", "n/base"], ["exists", "m"], ["rename", "n/solo/b2", "b3"],
+                    ["listdir", "b3"]])
+    out.assert_same()
+    assert all("ok" in r for r in out.kernel), out.kernel
+
+
+def test_interchange_root_kernel_reads_cowfs_upper(overlay_pair):
+    """cowfs's upper, its user.overlay.* made trusted.overlay.*, mounted by the root kernel
+    with redirect_dir=on, shows the tree cowfs shows."""
+    pair = overlay_pair(UPPER_LOWER, LOWER_LOWER, **ON)
+    pair.run([["rename", "m", "m2"], ["rename", "m2/both", "solo/b2"], ["mkdir", "n"],
+              ["rename", "base", "n/base"], ["rename", "solo", "n/solo"],
+              ["unlink", "n/solo/b2/one"], ["rename", "n/solo/b2", "n/solo/b3"]]).assert_same()
+    mine = overlay.dump_tree(pair.cowfs.mnt)
+    pair.unmount()
+    lay = overlay.make_layers("rd-interchange", [UPPER_LOWER, LOWER_LOWER])
+    lay.upper = overlay.trusted_copy(pair.cowfs_layers.upper,
+                                     os.path.join(lay.base, "trusted-upper"))
+    lay.new_work()
+    with overlay.mount("kernel", lay, ["redirect_dir=on"], trusted=True):
+        theirs = overlay.dump_tree(lay.mnt)
+    diffs = overlay.compare_trees(theirs, mine)
+    assert not diffs, overlay.format_diffs(diffs)
+    assert "n/solo/b3/two" in mine and "m" not in mine
+
+
+def test_off_is_exdev_and_refuses_redirected_upper(overlay_pair, tmp_path_factory):
+    pair = overlay_pair(LOWER, **ON)
+    pair.run([["rename", "a", "a2"]]).assert_same()
+    pair.unmount()
+    lay = pair.cowfs_layers
+    lay.new_work()
+    cmd = [os.path.join(os.path.dirname(sys.executable), "cowfs"), "mount", "--lower",
+           lay.lowers[0], "--upper", lay.upper, "--work", lay.work, lay.mnt]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r
+    assert r.stderr.count("\n") == 1 and "redirect_dir=on" in r.stderr, r.stderr
+    assert not os.path.ismount(lay.mnt)
+    off = overlay_pair(LOWER, kernel_opts=["redirect_dir=off"])
+    out = off.run([["rename", "a", "a2"], ["rename", "a/sub", "b/sub"]])
+    out.assert_same()
+    assert out.kernel[0] == {"errno": "EXDEV"}
