@@ -185,10 +185,10 @@ def valid_redirect(value: bytes) -> bool:
 
 
 def redirect_of(layer: Layer, path: bytes) -> bytes | None:
-    """The redirect xattr of a dir; EIO for a malformed one, as the kernel fails that lookup."""
+    """The redirect xattr of a dir; EINVAL for a malformed one, as the kernel fails that lookup."""
     value = layer.try_getxattr(path, markers.REDIRECT)
     if value is not None and not valid_redirect(value):
-        raise OSError(errno.EIO, f"invalid redirect {value!r} on {path!r}")
+        raise OSError(errno.EINVAL, f"invalid redirect {value!r} on {path!r}")
     return value
 
 

@@ -2,7 +2,9 @@
 whiteouts and the names they hide left out, OCI markers never shown."""
 from __future__ import annotations
 
+import errno
 import itertools
+import logging
 
 import pyfuse3
 
@@ -10,6 +12,8 @@ from . import markers, namei
 from .inodes import ROOT, ROOT_PARENT, Node
 from .layers import WHITEOUT, Layer
 from .overlay import Listing, Overlay
+
+log = logging.getLogger(__name__)
 
 
 class DirHandle:
@@ -54,6 +58,19 @@ def _merge_layer(layer: Layer, path: bytes, out: list[bytes], seen: set[bytes], 
 
 def is_empty(ov: Overlay, node: Node) -> bool:
     return not merged_names(ov, node)
+
+
+def _listed_entry(ov: Overlay, parent: Node, prefix: bytes, name: bytes) -> namei.Entry | None:
+    """resolve_at() of a listed name. A dir whose redirect is malformed (EINVAL) is left out
+    of its parent's listing (the kernel lists the name, and fails its lookup as we do): the
+    rest of the dir stays listable; `cowfs fsck` names it."""
+    try:
+        return ov.resolve_at(parent, prefix, name)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        log.warning("%r left out of its directory's listing: %s", prefix + name, e.strerror)
+        return None
 
 
 class DirHandles:
@@ -102,9 +119,9 @@ class DirHandles:
         for i in range(start, len(h.names)):
             name = h.names[i]
             if parent.upper:
-                entry = ov.reaching(path, ov.resolve_at, parent, prefix, name)
+                entry = ov.reaching(path, _listed_entry, ov, parent, prefix, name)
             else:
-                entry = ov.resolve_at(parent, prefix, name)
+                entry = _listed_entry(ov, parent, prefix, name)
             if entry is None:
                 continue  # removed since the listing was taken
             node = ov.node_for(parent, name, entry)
@@ -125,8 +142,8 @@ class DirHandles:
         if listing is None:
             stamp = self.ov.lower_stamp(node)  # before: a change while listing is seen next time
             prefix = node.child_prefix()
-            resolve = self.ov.resolve_at
-            listing = Listing((name, namei.kept(resolve(node, prefix, name)))
+            ov = self.ov
+            listing = Listing((name, namei.kept(_listed_entry(ov, node, prefix, name)))
                               for name in merged_names(self.ov, node))
             listing.stamp = stamp
             node.listing = listing

@@ -225,3 +225,79 @@ def test_off_is_exdev_and_refuses_redirected_upper(overlay_pair, tmp_path_factor
     out = off.run([["rename", "a", "a2"], ["rename", "a/sub", "b/sub"]])
     out.assert_same()
     assert out.kernel[0] == {"errno": "EXDEV"}
+
+
+def test_lower_once_an_upper(overlay_pair):
+    """An upper with redirects used as a lower: its redirects are followed into the lowers
+    below it (cowfs reads the upper as it is, the root kernel its trusted copy)."""
+    pair = overlay_pair(UPPER_LOWER, LOWER_LOWER, **ON)
+    pair.run([["rename", "m", "m2"], ["mkdir", "n"], ["rename", "base", "n/base"],
+              ["rename", "m2/both", "n/b2"], ["write_file", "n/b2/w", "w"]]).assert_same()
+    pair.unmount()
+    k, c = overlay.make_layers("rd-chain-kernel", []), overlay.make_layers("rd-chain-cowfs", [])
+    k.lowers = [overlay.trusted_copy(pair.cowfs_layers.upper, os.path.join(k.base, "was-upper")),
+                *pair.kernel_layers.lowers]
+    c.lowers = [pair.cowfs_layers.upper, *pair.cowfs_layers.lowers]
+    ops = [["listdir", "."], ["listdir", "m2"], ["listdir", "n/b2"], ["read_file", "n/b2/two"],
+           ["listdir", "n/base"], ["rename", "n", "n3"], ["listdir", "n3/b2"],
+           ["rename", "n3/b2", "b4"], ["listdir", "b4"], ["read_file", "b4/one"],
+           ["write_file", "b4/two", "2!"], ["rename", "m2", "n3/m"], ["listdir", "n3/m"]]
+    with overlay.mount("kernel", k, ["redirect_dir=on"], trusted=True), \
+            overlay.mount("cowfs", c, ["-o", "redirect_dir=on"]):
+        theirs, mine = overlay.run_ops(k.mnt, ops), overlay.run_ops(c.mnt, ops)
+        diffs = overlay.compare_trees(overlay.dump_tree(k.mnt), overlay.dump_tree(c.mnt))
+    assert mine == theirs
+    assert all("ok" in r for r in mine), [(o, r) for o, r in zip(ops, mine) if "ok" not in r]
+    assert not diffs, overlay.format_diffs(diffs)
+
+
+def test_malformed_redirect_is_einval(overlay_pair):
+    """A redirect the kernel calls invalid fails the lookup of its dir with EINVAL on both; the
+    kernel lists its name, cowfs leaves it out of the listing (README "Differences")."""
+    pair = overlay_pair(LOWER, **ON)
+    pair.run([["rename", "a", "a2"], ["rename", "other", "b/o"]]).assert_same()
+    pair.unmount()
+    up = pair.cowfs_layers.upper
+    os.setxattr(os.path.join(up, "a2"), "user.overlay.redirect", b"a/f")
+    os.setxattr(os.path.join(up, "b/o"), "user.overlay.redirect", b"//other")
+    k = overlay.make_layers("rd-bad-kernel", [])
+    k.lowers, k.upper = pair.kernel_layers.lowers, overlay.trusted_copy(
+        up, os.path.join(k.base, "trusted-upper"))
+    k.new_work()
+    ops = [["stat", "a2"], ["listdir", "b"], ["stat", "b/o"], ["listdir", "."]]
+    pair.cowfs_layers.new_work()
+    with overlay.mount("kernel", k, ["redirect_dir=on"], trusted=True) as km, \
+            overlay.mount("cowfs", pair.cowfs_layers, ["-o", "redirect_dir=on"]) as cm:
+        theirs, mine = overlay.run_ops(km.mnt, ops), overlay.run_ops(cm.mnt, ops)
+    assert mine[0] == mine[2] == theirs[0] == theirs[2] == {"errno": "EINVAL"}
+    assert theirs[1] == {"ok": ["o", "x"]} and mine[1] == {"ok": ["x"]}
+    assert mine[3] == {"ok": sorted(set(theirs[3]["ok"]) - {"a2"})}
+
+
+def _cowfs(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "cowfs"), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_fsck_and_diff(overlay_pair):
+    pair = overlay_pair(LOWER, **ON)
+    pair.run([["rename", "a", "a2"], ["rename", "a2/sub", "b/sub"], ["unlink", "b/sub/s"],
+              ["write_file", "b/sub/new", "n"], ["rename", "b", "edir"]]).assert_same()
+    pair.unmount()
+    lay = pair.cowfs_layers
+    fsck = _cowfs("fsck", "--upper", lay.upper, "--work", lay.work)
+    assert fsck.returncode == 0 and fsck.stdout == "", fsck
+    diff = _cowfs("diff", "--upper", lay.upper, "--lower", lay.lowers[0])
+    assert diff.returncode == 0, diff
+    assert diff.stdout.splitlines() == [
+        "D a", "A a2", "A a2/f", "A a2/g", "A a2/ln", "D b", "C edir",
+        "A edir/sub", "A edir/sub/deep", "A edir/sub/deep/z", "A edir/sub/new", "A edir/x",
+    ], diff.stdout
+    os.setxattr(os.path.join(lay.upper, "a2"), "user.overlay.redirect", b"a/b")
+    os.removexattr(lay.upper, "user.overlay.cowfs.redirects")
+    fsck = _cowfs("fsck", "--upper", lay.upper, "--work", lay.work)
+    assert fsck.returncode == 1, fsck
+    lines = fsck.stdout.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"{lay.upper}: holds redirects"), lines
+    assert lines[1].startswith(f"{lay.upper}/a2: user.overlay.redirect is 'a/b'"), lines
