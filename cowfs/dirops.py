@@ -284,6 +284,7 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
         moved = _redirect(ov, src, pold, nold, pnew), _redirect(ov, dst, pnew, nnew, pold)
         upper.rename(old_path, new_path, RENAME_EXCHANGE)
         src.lpaths, dst.lpaths = moved
+        ov.moved_dirs = ov.moved_dirs or moved != (None, None)
         ov.table.move(src, (pold, nold), (pnew, nnew))
         ov.table.move(dst, (pnew, nnew), (pold, nold))
         return
@@ -315,6 +316,7 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
         ov.table.detach(dst, pnew, nnew, gone=gone)
     ov.table.move(src, (pold, nold), (pnew, nnew))
     src.lpaths = moved
+    ov.moved_dirs = ov.moved_dirs or moved is not None
 
 
 def _rename_leaving_whiteout(upper: UpperLayer, old: bytes, new: bytes) -> None:

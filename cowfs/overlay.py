@@ -70,6 +70,8 @@ class Overlay:
         self.own_lowers = cfg.own_lowers
         # renaming a lower or merged dir records a redirect, and lookups follow them
         self.redirect_dir = cfg.redirect_dir
+        # whether a node ever had Node.lpaths: until then no lower path needs a walk
+        self.moved_dirs = False
         self.redirects_noted = self.upper is not None and markers.redirects_used(cfg.upper)
         self.uid, self.gid = os.geteuid(), os.getegid()
         # whether a lower object's attributes say who owns it (see getattr)
@@ -127,7 +129,7 @@ class Overlay:
         """node's path in each of its lowers (index -> path) where a redirect on it or above
         it took that elsewhere than its merged path; None where none did (always without
         redirect_dir). O(depth), like Node.path()."""
-        if not self.redirect_dir:
+        if not self.moved_dirs:
             return None
         names = []
         at = node
@@ -206,6 +208,8 @@ class Overlay:
             node.listing = None
         node.lowers = entry.lowers
         node.lpaths = entry.lpaths
+        if entry.lpaths is not None:
+            self.moved_dirs = True
         node.opaque = entry.opaque
         self.table.attach(node, parent, name)
         return node

@@ -221,6 +221,10 @@ def test_off_is_exdev_and_refuses_redirected_upper(overlay_pair, tmp_path_factor
     assert r.returncode == 2, r
     assert r.stderr.count("\n") == 1 and "redirect_dir=on" in r.stderr, r.stderr
     assert not os.path.ismount(lay.mnt)
+    # the rootless kernel refuses to follow it ("refusing to follow redirect"): EPERM
+    with overlay.mount("kernel", lay) as m:
+        out = overlay.run_ops(m.mnt, [["stat", "a2"], ["listdir", "a2"], ["read_file", "top"]])
+    assert out == [{"errno": "EPERM"}, {"errno": "EPERM"}, {"ok": "T\n"}], out
     off = overlay_pair(LOWER, kernel_opts=["redirect_dir=off"])
     out = off.run([["rename", "a", "a2"], ["rename", "a/sub", "b/sub"]])
     out.assert_same()
