@@ -305,3 +305,15 @@ def test_fsck_and_diff(overlay_pair):
     assert len(lines) == 2, lines
     assert lines[0].startswith(f"{lay.upper}: holds redirects"), lines
     assert lines[1].startswith(f"{lay.upper}/a2: user.overlay.redirect is 'a/b'"), lines
+
+
+def test_option_spelling(harness, tmp_path):
+    """-o redirect_dir takes on or off; the kernel's follow/nofollow are refused, one line."""
+    for bad in ("redirect_dir=follow", "redirect_dir", "redirect_dir=nofollow"):
+        r = _cowfs("mount", "--lower", str(tmp_path), "-o", bad, str(tmp_path))
+        assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r
+        assert "redirect_dir" in r.stderr, r.stderr
+    from cowfs.cli import parse_o_options
+
+    assert parse_o_options(["redirect_dir=on"]).redirect_dir
+    assert not parse_o_options(["redirect_dir=off"]).redirect_dir
