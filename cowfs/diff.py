@@ -80,19 +80,21 @@ def _walk(up: Layer, lows: list[Layer]) -> list[Change]:
             shown.add(name)
             was_dir = before is not None and before.kind == stat.S_IFDIR
             merged_below = merged
+            redirected = (kind == stat.S_IFDIR
+                          and up.try_getxattr(path, markers.REDIRECT) is not None)
             if before is None or not merged:
                 how = ADDED
             elif kind != stat.S_IFDIR or not was_dir:
                 how = MODIFIED
             elif markers.is_opaque_value(up.try_getxattr(path, markers.OPAQUE)):
                 how, merged_below = MODIFIED, False
-            elif up.try_getxattr(path, markers.REDIRECT) is not None:
+            elif redirected:
                 how = MODIFIED
             else:
                 how = MODIFIED if _dir_changed(up, lows, path, before) else None
             if how is not None:
                 out.append(Change(path, how, TYPES[kind]))
-            if kind == stat.S_IFDIR and up.try_getxattr(path, markers.REDIRECT) is not None:
+            if redirected:
                 moved = namei.resolve_following(up, lows, {}, True, old if merged else (), None,
                                                 path, name, marks)
                 shown_below = _moved(up, lows, path, moved, out)
