@@ -384,6 +384,11 @@ def build_config(
                 raise UsageError(
                     f"lower directory {lower} {_relation(real, prev)} lower directory {prev}"
                 )
+        if not redirect_dir and markers.redirects_used(real):
+            raise UsageError(
+                f"lower directory {lower} holds renamed directories (redirects): "
+                "mount it with -o redirect_dir=on (--redirect-dir)"
+            )
         real_lowers.append(real)
 
     # --- upper

@@ -21,7 +21,8 @@ ORIGIN = b"user.overlay.cowfs.origin"
 # the same parent or "/abs/path" from the overlay root, as kernel overlayfs writes it.
 REDIRECT = b"user.overlay.redirect"
 # On the upper's root once a redirect was written there: a mount without redirect_dir=on would
-# show such an upper wrong (kernel userxattr mode too), so it is refused (config.py).
+# show such an upper, or a lower that was one, wrong (kernel userxattr mode too), so it is
+# refused (config.py).
 REDIRECTS_USED = b"user.overlay.cowfs.redirects"
 # The user.overlay.* names kernel overlayfs (6.18) itself reads or writes; with ORIGIN and the
 # escaped ones, every name an upper may rightly carry under that prefix (`cowfs fsck`).

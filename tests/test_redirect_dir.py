@@ -242,6 +242,9 @@ def test_lower_once_an_upper(overlay_pair):
     k.lowers = [overlay.trusted_copy(pair.cowfs_layers.upper, os.path.join(k.base, "was-upper")),
                 *pair.kernel_layers.lowers]
     c.lowers = [pair.cowfs_layers.upper, *pair.cowfs_layers.lowers]
+    r = _cowfs("mount", *(a for low in c.lowers for a in ("--lower", low)), c.mnt)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r  # not without the option
+    assert "lower directory" in r.stderr and "redirect_dir=on" in r.stderr, r.stderr
     ops = [["listdir", "."], ["listdir", "m2"], ["listdir", "n/b2"], ["read_file", "n/b2/two"],
            ["listdir", "n/base"], ["rename", "n", "n3"], ["listdir", "n3/b2"],
            ["rename", "n3/b2", "b4"], ["listdir", "b4"], ["read_file", "b4/one"],
