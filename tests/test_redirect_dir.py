@@ -320,3 +320,110 @@ def test_option_spelling(harness, tmp_path):
 
     assert parse_o_options(["redirect_dir=on"]).redirect_dir
     assert not parse_o_options(["redirect_dir=off"]).redirect_dir
+
+
+RANDOM_LOWERS = (
+    {"a": Dir({"b": Dir({"c": Dir({"f": "1"}), "f": "2"}), "c": Dir({"a": "3"})}),
+     "b": Dir({"a": Dir({"b": "4"})}), "c": "5"},
+    {"a": Dir({"b": Dir({"c": Dir({"g": "6"})}), "a": Dir({"c": "7"})}),
+     "c": Dir({"c": Dir({"c": "8"})})},
+)
+
+
+def _flatten(spec: dict, prefix: str = "") -> dict:
+    out = {}
+    for name, e in spec.items():
+        out[prefix + name] = isinstance(e, Dir)
+        if isinstance(e, Dir):
+            out.update(_flatten(e.children, prefix + name + "/"))
+    return out
+
+
+def _random_ops(seed: int, n: int) -> list:
+    """N ops over the names a, b, c, d: most of them renames, of dirs of one or both lowers,
+    files, or nothing, mixed with the changes and reads that look below a moved dir. A rough
+    model of the merged tree (path -> is a dir, as if every op succeeded) aims most paths at
+    something there."""
+    import random
+
+    rng = random.Random(seed)
+    model = {}
+    for spec in reversed(RANDOM_LOWERS):
+        model.update(_flatten(spec))
+    model = {p: d for p, d in model.items()  # a file hides what a lower below has under it
+             if all(model[p[:i]] for i, c in enumerate(p) if c == "/")}
+    names = ["a", "b", "c", "d"]
+
+    def there(dirs: bool | None = None) -> str:
+        pool = sorted(p for p, d in model.items() if dirs is None or d == dirs)
+        if pool and rng.random() < 0.8:
+            return rng.choice(pool)
+        return "/".join(rng.choice(names) for _ in range(rng.randint(1, 3)))
+
+    def fresh() -> str:
+        parent = there(dirs=True) if rng.random() < 0.7 else ""
+        return (parent + "/" if parent else "") + rng.choice(names)
+
+    def drop(path: str) -> None:
+        for p in [p for p in model if p == path or p.startswith(path + "/")]:
+            del model[p]
+
+    ops: list = []
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.45:
+            src = there(dirs=rng.random() < 0.8)
+            dst = fresh() if rng.random() < 0.7 else there()
+            flags = rng.choice(["", "", "", "NOREPLACE", "EXCHANGE"])
+            ops.append(["rename", src, dst, flags])
+            if (flags == "" and src in model and not dst.startswith(src + "/")
+                    and (dst.rpartition("/")[0] in model or "/" not in dst)):
+                moved = {p: d for p, d in model.items() if p == src or p.startswith(src + "/")}
+                drop(src)
+                drop(dst)
+                model.update({dst + p[len(src):]: d for p, d in moved.items()})
+        elif r < 0.55:
+            p = fresh()
+            ops.append(["mkdir", p])
+            model.setdefault(p, True)
+        elif r < 0.62:
+            p = there(dirs=True)
+            ops.append(["rmdir", p])
+            if not any(q.startswith(p + "/") for q in model):
+                drop(p)
+        elif r < 0.68:
+            p = there(dirs=False)
+            ops.append(["unlink", p])
+            drop(p)
+        elif r < 0.76:
+            p = fresh()
+            ops.append(["write_file", p, f"w{len(ops)}"])
+            model.setdefault(p, False)
+        elif r < 0.88:
+            ops.append(["listdir", there(dirs=True)])
+        else:
+            ops.append(["read_file", there(dirs=False)])
+    return ops
+
+
+def test_random_renames(overlay_pair):
+    """Seeded random op lists, heavy on renames, against the root kernel; then the kernel reads
+    cowfs's upper (trusted copy) and shows the same tree. Upper on a tmpfs: ext4 hands a freed
+    inode number to the next file at once, which the harness's inode labels cannot tell from an
+    identity difference."""
+    for seed in range(6):
+        pair = overlay_pair(*RANDOM_LOWERS, upper_fs="tmpfs:size=64m", **ON)
+        ops = _random_ops(seed, 60)
+        out = pair.run(ops)
+        out.assert_same()
+        assert sum("ok" in r for r in out.kernel) >= 15, (seed, out.kernel)
+        mine = out.cowfs_tree
+        pair.unmount()
+        lay = overlay.make_layers(f"rd-random-{seed}", list(RANDOM_LOWERS))
+        lay.upper = overlay.trusted_copy(pair.cowfs_layers.upper,
+                                         os.path.join(lay.base, "trusted-upper"))
+        lay.new_work()
+        with overlay.mount("kernel", lay, ["redirect_dir=on"], trusted=True):
+            theirs = overlay.dump_tree(lay.mnt)
+        diffs = overlay.compare_trees(theirs, mine)
+        assert not diffs, (seed, overlay.format_diffs(diffs))
