@@ -407,8 +407,8 @@ def _random_ops(seed: int, n: int) -> list:
 
 
 def test_random_renames(overlay_pair):
-    """Seeded random op lists, heavy on renames, against the root kernel; then the kernel reads
-    cowfs's upper (trusted copy) and shows the same tree. The trees' inode numbers are not
+    """Seeded random op lists, heavy on renames, against the root kernel; both remounted; then
+    the kernel reads cowfs's upper (trusted copy) and shows the same tree. The trees' inode numbers are not
     compared: ext4 hands a freed inode number to the next new file at once, which the harness's
     inode labels cannot tell from an identity difference (a tmpfs upper instead has the kernel
     repeat numbers across layers: README "Differences", st_ino)."""
@@ -419,7 +419,10 @@ def test_random_renames(overlay_pair):
         bad = [d for d in out.diffs() if not (d.where == "tree" and d.field == "ino")]
         assert not bad, (seed, out.report())
         assert sum("ok" in r for r in out.kernel) >= 15, (seed, out.kernel)
-        mine = out.cowfs_tree
+        pair.remount()  # what cowfs reads back from its upper, not what it kept in memory
+        theirs, mine = pair.trees()
+        diffs = [d for d in overlay.compare_trees(theirs, mine) if d.field != "ino"]
+        assert not diffs, (seed, "after a remount", overlay.format_diffs(diffs))
         pair.unmount()
         lay = overlay.make_layers(f"rd-random-{seed}", list(RANDOM_LOWERS))
         lay.upper = overlay.trusted_copy(pair.cowfs_layers.upper,
