@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import overlay
+from cowfs.cli import parse_o_options
 from overlay import Dir
 
 ON = {"kernel_opts": ["redirect_dir=on"], "cowfs_opts": ["-o", "redirect_dir=on"]}
@@ -29,6 +30,12 @@ LOWER = {
 # two lowers: "m" is merged from both
 UPPER_LOWER = {"m": Dir({"hi": "hi\n", "both": Dir({"one": "1"})}), "solo": Dir({"u": "u"})}
 LOWER_LOWER = {"m": Dir({"lo": "lo\n", "both": Dir({"two": "2"})}), "base": Dir({"k": "k"})}
+
+
+def _cowfs(*args: str) -> subprocess.CompletedProcess:
+    """The venv's cowfs, as root."""
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "cowfs"), *args],
+                          capture_output=True, text=True, timeout=120)
 
 
 def upper_redirects(pair, side: str = "cowfs") -> dict:
@@ -209,18 +216,19 @@ def test_interchange_root_kernel_reads_cowfs_upper(overlay_pair):
     assert "n/solo/b3/two" in mine and "m" not in mine
 
 
-def test_off_is_exdev_and_refuses_redirected_upper(overlay_pair, tmp_path_factory):
+def test_off_is_exdev_and_refuses_redirected_upper(overlay_pair):
+    """Without the option: EXDEV as before; an upper holding redirects is refused (one line,
+    exit 2, nothing made); the rootless kernel answers EPERM on its redirected dirs."""
     pair = overlay_pair(LOWER, **ON)
     pair.run([["rename", "a", "a2"]]).assert_same()
     pair.unmount()
     lay = pair.cowfs_layers
     lay.new_work()
-    cmd = [os.path.join(os.path.dirname(sys.executable), "cowfs"), "mount", "--lower",
-           lay.lowers[0], "--upper", lay.upper, "--work", lay.work, lay.mnt]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    r = _cowfs("mount", "--lower", lay.lowers[0], "--upper", lay.upper, "--work", lay.work,
+               lay.mnt)
     assert r.returncode == 2, r
     assert r.stderr.count("\n") == 1 and "redirect_dir=on" in r.stderr, r.stderr
-    assert not os.path.ismount(lay.mnt)
+    assert not os.path.ismount(lay.mnt) and os.listdir(lay.work) == []
     # the rootless kernel refuses to follow it ("refusing to follow redirect"): EPERM
     with overlay.mount("kernel", lay) as m:
         out = overlay.run_ops(m.mnt, [["stat", "a2"], ["listdir", "a2"], ["read_file", "top"]])
@@ -281,11 +289,6 @@ def test_malformed_redirect_is_einval(overlay_pair):
     assert mine[3] == {"ok": sorted(set(theirs[3]["ok"]) - {"a2"})}
 
 
-def _cowfs(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "cowfs"), *args],
-                          capture_output=True, text=True, timeout=120)
-
-
 def test_fsck_and_diff(overlay_pair):
     pair = overlay_pair(LOWER, **ON)
     pair.run([["rename", "a", "a2"], ["rename", "a2/sub", "b/sub"], ["unlink", "b/sub/s"],
@@ -316,8 +319,6 @@ def test_option_spelling(harness, tmp_path):
         r = _cowfs("mount", "--lower", str(tmp_path), "-o", bad, str(tmp_path))
         assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r
         assert "redirect_dir" in r.stderr, r.stderr
-    from cowfs.cli import parse_o_options
-
     assert parse_o_options(["redirect_dir=on"]).redirect_dir
     assert not parse_o_options(["redirect_dir=off"]).redirect_dir
 
