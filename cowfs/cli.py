@@ -7,10 +7,10 @@ offline tools `cowfs diff` and `cowfs fsck`, sandboxes, and the shared cache sna
     cowfs SOURCE MOUNTPOINT -o OPTS          (what mount.fuse3 runs for `mount -t fuse.cowfs`)
     cowfs umount [-z] [--abort] MOUNTPOINT
     cowfs diff --upper U --lower A [--lower B ...] [--json]  |  cowfs diff MOUNTPOINT [--json]
-    cowfs fsck --upper U [--work W] [--repair]
+    cowfs fsck --upper U [--work W] [--lower A ...] [--repair]
     cowfs sandbox mount|reset|umount ...     (a private view of a shared snapshot: sandbox.py)
-    cowfs snapshot build ROOT [--requirements FILE | --top N --stats FILE] [--find-links DIR]
-                             [--no-index] [--python PY]
+    cowfs snapshot build ROOT [--kind pip|npm] [--requirements FILE | --top N --stats FILE]
+                             [--find-links DIR] [--no-index] [--python PY]   (pip only)
     cowfs snapshot push SNAPSHOT REGISTRY/REPO:TAG   (an OCI registry: registry.py)
     cowfs snapshot pull REGISTRY/REPO:TAG ROOT
     cowfs snapshot gc ROOT [--keep N]        (old snapshots and unused store objects: collect.py)
@@ -35,6 +35,7 @@ overlayfs):
   redirect_dir=on                          renaming a lower or merged directory records the move
                                            (kernel "redirect" xattr) instead of EXDEV (like
                                            --redirect-dir); redirect_dir=off is the default
+  metacopy=on|off                          metadata-only copy-up (like --metacopy; default off)
   fsname=NAME                              the source shown in the mount table (default cowfs)
   default_permissions, userxattr           accepted; always in effect
   nosuid nodev noexec noatime sync dirsync ... (mount flags libfuse knows) passed on to the kernel
@@ -77,7 +78,7 @@ IGNORED = frozenset(
 IGNORED_PREFIXES = ("x-", "comment=")
 #: Kernel overlayfs options cowfs does not take: named in the error message.
 KERNEL_OVERLAY_ONLY = frozenset(
-    "index metacopy xino nfs_export volatile uuid verity".split()
+    "index xino nfs_export volatile uuid verity".split()
 )
 
 
@@ -136,6 +137,7 @@ class MountOptions:
     allow_other: bool = False
     own_lowers: bool = False
     redirect_dir: bool = False
+    metacopy: bool = False
     log: str | None = None
     fsname: str | None = None
     fuse: set[str] = field(default_factory=set)
@@ -188,6 +190,10 @@ def parse_o_options(groups: list[str]) -> MountOptions:
                 if value not in ("on", "off"):
                     raise UsageError(f"option redirect_dir={value}: cowfs takes on or off")
                 mo.redirect_dir = value == "on"
+            elif key == "metacopy" and eq:
+                if value not in ("on", "off"):
+                    raise UsageError(f"option metacopy={value}: on or off")
+                mo.metacopy = value == "on"
             elif key == "log" and eq:
                 if value == "":
                     raise UsageError("option log is empty")
@@ -254,6 +260,9 @@ def _build_parser() -> _Parser:
                    help="renaming a lower or merged directory records the move in the upper "
                    "(the kernel's redirect xattr) instead of answering EXDEV; an upper with "
                    "such moves needs this option from then on")
+    m.add_argument("--metacopy", action="store_true",
+                   help="metadata-only copy-up: chmod, chown, utimens or setxattr of a lower file "
+                   "copies no data until the first data change (kernel overlayfs metacopy=on)")
     m.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
     m.add_argument("-d", "--debug", action="store_true", help="log every request")
     m.add_argument("--debug-fuse", action="store_true", help="also print libfuse's request trace")
@@ -298,11 +307,15 @@ def _build_parser() -> _Parser:
             "Reports, one line each: leftovers of interrupted copy-ups and whiteouts in "
             "WORK/work, character devices other than 0:0 and OCI .wh.* names in the upper, "
             "malformed user.overlay.opaque and user.overlay.cowfs.origin xattrs and unknown "
-            "user.overlay.* names. Refuses while the upper is mounted. Exit 0: clean; 1: "
+            "user.overlay.* names; with --lower, metadata-only copy-ups whose lower data is "
+            "gone. Refuses while the upper is mounted. Exit 0: clean; 1: "
             "problems found (or left after --repair)."
         ),
     )
     f.add_argument("--upper", metavar="DIR", required=True, help="the upper directory")
+    f.add_argument("--lower", metavar="DIR", action="append",
+                   help="its lower directory (repeat, top first): also check that the lower "
+                   "data of every metadata-only copy-up (-o metacopy=on) is there")
     f.add_argument("--work", metavar="DIR",
                    help="its work dir (default: UPPER_PARENT/.UPPER.cowfs-work, if it exists)")
     f.add_argument("--repair", action="store_true",
@@ -311,33 +324,38 @@ def _build_parser() -> _Parser:
                    "shows is never touched")
     _add_sandbox_parser(sub)
 
-    s = sub.add_parser("snapshot", help="build a shared cache snapshot (pip cache + wheelhouse)")
+    s = sub.add_parser("snapshot", help="build a shared cache snapshot (pip, npm)")
     ssub = s.add_subparsers(dest="snapshot_command", metavar="SUBCOMMAND")
     b = ssub.add_parser(
         "build",
         help="build a new snapshot under ROOT and point ROOT/current at it",
         description=(
-            "Run pip wheel on the requirements with its cache in a new snapshot dir: "
-            "ROOT/snapshots/<id>/{pip,wheels,requirements.txt,MANIFEST,MANIFEST.xxh3}, read-only. "
-            "ROOT/current switches to it atomically when it is complete; old snapshots stay. "
+            "Run pip wheel (--kind pip) or npm install (--kind npm) on the list with its cache "
+            "in a new snapshot dir: ROOT/snapshots/<id>/{pip,wheels,requirements.txt} or "
+            "{npm,npm-packages.txt}, with MANIFEST and MANIFEST.xxh3, read-only; the other "
+            "kinds' entries of the current snapshot are kept. ROOT/current switches to it "
+            "atomically when it is complete; old snapshots stay. "
             "With --top N --stats FILE: the N most downloaded projects that build, each with a "
-            "pip wheel of its own; those that fail are left out, listed with pip's reason in "
-            "BUILD.json."
+            "run of its own; those that fail are left out, listed with the tool's reason in "
+            "BUILD.json (npm: npm-BUILD.json)."
         ),
     )
     b.add_argument("root", metavar="ROOT")
+    b.add_argument("--kind", default="pip", metavar="KIND",
+                   help="which cache: pip (default) or npm")
     b.add_argument("-r", "--requirements", metavar="FILE",
-                   help="pip requirements, one per line (default: the list shipped with cowfs)")
+                   help="pip requirements or npm package specs, one per line (default: the "
+                   "kind's list shipped with cowfs)")
     b.add_argument("--top", type=int, metavar="N",
                    help="build the N most downloaded projects of --stats that build here")
     b.add_argument("--stats", metavar="FILE",
                    help="download counts: CSV with the header project,downloads")
-    b.add_argument("--find-links", action="append", metavar="DIR", default=[],
-                   help="also take wheels and sdists from DIR (repeatable)")
-    b.add_argument("--no-index", action="store_true",
-                   help="do not use the package index (offline, with --find-links)")
-    b.add_argument("--python", metavar="PY", default=sys.executable,
-                   help="the python whose pip runs (default: %(default)s)")
+    b.add_argument("--find-links", action="append", metavar="DIR",
+                   help="pip: also take wheels and sdists from DIR (repeatable)")
+    b.add_argument("--no-index", action="store_true", default=None,
+                   help="pip: do not use the package index (offline, with --find-links)")
+    b.add_argument("--python", metavar="PY",
+                   help=f"pip: the python whose pip runs (default: {sys.executable})")
     g = ssub.add_parser(
         "gc",
         help="remove old snapshots and the store objects no snapshot uses",
@@ -423,7 +441,7 @@ def _add_sandbox_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--state", required=True, metavar="DIR",
                    help="the sandbox's own directory (upper, work, records)")
     m.add_argument("--subdir", metavar="SUB",
-                   help="mount SNAPSHOT/SUB instead of the whole snapshot (e.g. pip)")
+                   help="mount SNAPSHOT/SUB instead of the whole snapshot (e.g. pip, npm)")
     r = acts.add_parser("reset", help="drop every change of a sandbox (it must not be mounted)")
     r.add_argument("state", metavar="DIR")
     u = acts.add_parser("umount", aliases=["unmount"], help="unmount a sandbox (cowfs umount)")
@@ -476,6 +494,7 @@ def _cmd_mount(args: argparse.Namespace) -> int:
         allow_other=args.allow_other or mo.allow_other,
         own_lowers=args.own_lowers or mo.own_lowers,
         redirect_dir=args.redirect_dir or mo.redirect_dir,
+        metacopy=args.metacopy or mo.metacopy,
         debug=debug,
         fsname=fsname,
         extra_fuse_options=mo.fuse,
@@ -527,10 +546,13 @@ def _cmd_fsck(args: argparse.Namespace) -> int:
     else:  # the default one is checked if it is there: a kernel upper may have none
         work = default_work_dir(upper)
         work = work if os.path.isdir(work) else None
+    lowers = None
+    if args.lower:
+        lowers = [require_dir("lower directory", p) for p in args.lower]
     busy = fsck.in_use(upper, work)
     if busy is not None:
         raise UsageError(f"upper directory {args.upper} is in use ({busy}): unmount it first")
-    status = fsck.fsck(upper, work, args.repair, sys.stdout.buffer.write)
+    status = fsck.fsck(upper, work, args.repair, sys.stdout.buffer.write, lowers)
     sys.stdout.flush()
     return status
 
@@ -541,6 +563,7 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
                          "(see cowfs snapshot --help)")
     if args.snapshot_command == "gc":
         return _cmd_gc(args)
+    from . import kinds  # noqa: PLC0415
     from .snapshot import SnapshotError, build  # noqa: PLC0415 - only this command needs it
 
     def say(line: str) -> None:
@@ -548,8 +571,12 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
 
     try:
         if args.snapshot_command == "build":
-            built = build(args.root, args.requirements, args.find_links, args.no_index,
-                          args.python, say=say, top=args.top, stats=args.stats)
+            given = {name: getattr(args, name) for name in ("python", "find_links", "no_index")
+                     if getattr(args, name) is not None}
+            if "find_links" in given:
+                given["find_links"] = tuple(given["find_links"])
+            built = build(args.root, kinds.make(args.kind, given), args.requirements, say=say,
+                          top=args.top, stats=args.stats)
             print(f"snapshot {built.path}: {built.files} files, {built.bytes} bytes, "
                   f"{built.seconds:.1f} s")
             return 0

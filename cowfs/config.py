@@ -58,6 +58,7 @@ class MountConfig:
     fuse_options: frozenset[str] = field(default_factory=frozenset)
     own_lowers: bool = False  # lower objects shown as the mounting user's, owner-writable
     redirect_dir: bool = False  # a lower or merged dir renamed: redirect xattr, not EXDEV
+    metacopy: bool = False  # metadata-only copy-up (user.overlay.metacopy), as kernel metacopy=on
 
     @property
     def read_only(self) -> bool:
@@ -356,6 +357,7 @@ def build_config(
     allow_other: bool = False,
     own_lowers: bool = False,
     redirect_dir: bool = False,
+    metacopy: bool = False,
     debug: bool = False,
     fsname: str = "cowfs",
     extra_fuse_options: Iterable[str] = (),
@@ -476,4 +478,5 @@ def build_config(
         fuse_options=frozenset(opts),
         own_lowers=own_lowers,
         redirect_dir=redirect_dir,
+        metacopy=metacopy,
     )

@@ -27,6 +27,8 @@ class Entry:
     opaque: bool
     key: bytes
     lpaths: tuple[bytes, ...] | None = None  # Node.lpaths: set where a redirect was followed
+    # a metacopy file's data (metacopy.lower_data): (lower index, path in that lower)
+    data: tuple[int, bytes] | None = None
 
 
 class Attrs:

@@ -12,7 +12,7 @@ import weakref
 import pyfuse3
 import trio
 
-from . import markers, namei
+from . import markers, metacopy, namei
 from .config import MountConfig
 from .inodes import Node, NodeTable
 from .layers import Layer, UpperLayer
@@ -68,6 +68,7 @@ class Overlay:
         self.attrs_changed = lambda node: None
         self.am_root = os.geteuid() == 0
         self.own_lowers = cfg.own_lowers
+        self.metacopy = cfg.metacopy
         # renaming a lower or merged dir records a redirect, and lookups follow them
         self.redirect_dir = cfg.redirect_dir
         # whether a node ever had Node.lpaths: until then no lower path needs a walk
@@ -118,12 +119,27 @@ class Overlay:
     def resolve_at(self, parent: Node, prefix: bytes, name: bytes) -> namei.Entry | None:
         """resolve() of a name in a directory being listed, PREFIX its path plus "/" (b"" for
         the root): the path is walked once per listing, not once per entry."""
+        lprefix = None
         if self.redirect_dir:
-            return namei.resolve_following(
-                self.upper, self.lowers, self.origins, parent.upper, parent.lowers,
-                self.lower_prefixes(parent), prefix + name, name, _marks(parent))
-        return namei.resolve(self.upper, self.lowers, self.origins, parent.upper,
-                             parent.lowers, prefix + name, name, _marks(parent))
+            lprefix = self.lower_prefixes(parent)
+            entry = namei.resolve_following(
+                self.upper, self.lowers, self.origins, parent.upper, parent.lowers, lprefix,
+                prefix + name, name, _marks(parent))
+        else:
+            entry = namei.resolve(self.upper, self.lowers, self.origins, parent.upper,
+                                  parent.lowers, prefix + name, name, _marks(parent))
+        # a metacopy file is a copy-up, so it carries its origin (its key is a lower key):
+        # files made in the upper cost no extra syscall here
+        if (entry is not None and entry.upper and entry.kind == stat.S_IFREG
+                and entry.key.startswith(b"l:")):
+            # below a moved dir its data is below the dir's lower path (its top lower's)
+            lpath = None if not lprefix else lprefix[parent.lowers[0]] + name
+            try:
+                entry.data = metacopy.lower_data(self, prefix + name, lpath)
+            except metacopy.DataError as e:
+                e.entry = entry
+                raise
+        return entry
 
     def lower_paths(self, node: Node) -> dict[int, bytes] | None:
         """node's path in each of its lowers (index -> path) where a redirect on it or above
@@ -204,6 +220,7 @@ class Overlay:
                                 parent.child_path(name))
                     node.listing = node.marks = None
         node.upper = entry.upper
+        node.data = entry.data
         if entry.upper:
             node.listing = None
         node.lowers = entry.lowers
@@ -325,7 +342,7 @@ class Overlay:
         """The real object's stat: through an open descriptor where there is one (no path walk,
         and it works once the file is unlinked or its directory has lost search permission)."""
         for handle in node.handles:
-            if handle.fd is not None:
+            if handle.fd is not None and (handle.upper or not node.upper):  # not metacopy data
                 return os.fstat(handle.fd)
         if not node.aliases and node.ino != pyfuse3.ROOT_INODE:
             if node.pin is not None:
@@ -437,6 +454,9 @@ class Overlay:
         a.st_size = st.st_size
         a.st_blksize = st.st_blksize
         a.st_blocks = st.st_blocks
+        if node.data is not None:  # a metacopy file's data blocks are its lower's, as the kernel
+            with contextlib.suppress(OSError):
+                a.st_blocks = self.lowers[node.data[0]].lstat(node.data[1]).st_blocks
         a.st_atime_ns = st.st_atime_ns
         a.st_mtime_ns = st.st_mtime_ns
         a.st_ctime_ns = st.st_ctime_ns

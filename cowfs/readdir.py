@@ -11,6 +11,7 @@ import pyfuse3
 from . import markers, namei
 from .inodes import ROOT, ROOT_PARENT, Node
 from .layers import WHITEOUT, Layer
+from .metacopy import DataError
 from .overlay import Listing, Overlay
 
 log = logging.getLogger(__name__)
@@ -118,10 +119,22 @@ class DirHandles:
         prefix = b"" if parent.ino == ROOT else path + b"/"
         for i in range(start, len(h.names)):
             name = h.names[i]
-            if parent.upper:
-                entry = ov.reaching(path, _listed_entry, ov, parent, prefix, name)
-            else:
-                entry = _listed_entry(ov, parent, prefix, name)
+            try:
+                if parent.upper:
+                    entry = ov.reaching(path, _listed_entry, ov, parent, prefix, name)
+                else:
+                    entry = _listed_entry(ov, parent, prefix, name)
+            except DataError as e:
+                # a metacopy file that cannot be shown, as on the kernel: one that lost its
+                # lower data is left out; one not followed (no -o metacopy=on) is listed, with
+                # attributes the kernel may not keep, so that its stat asks (EPERM)
+                if e.errno == errno.EIO or e.entry is None:
+                    continue
+                node = ov.node_for(parent, name, e.entry)
+                a = ov.attrs(node, e.entry.st)
+                a.entry_timeout = a.attr_timeout = 0
+                yield i, name, a, node
+                continue
             if entry is None:
                 continue  # removed since the listing was taken
             node = ov.node_for(parent, name, entry)

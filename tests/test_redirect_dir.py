@@ -433,3 +433,28 @@ def test_random_renames(overlay_pair):
             theirs = overlay.dump_tree(lay.mnt)
         diffs = [d for d in overlay.compare_trees(theirs, mine) if d.field != "ino"]
         assert not diffs, (seed, overlay.format_diffs(diffs))
+
+
+def test_with_metacopy(overlay_pair):
+    """With metacopy=on too: a metadata-only copy-up below a moved dir reads its data at the
+    dir's lower path, before and after a remount, also once the file itself moves."""
+    both = {"kernel_opts": ["redirect_dir=on", "metacopy=on"],
+            "cowfs_opts": ["-o", "redirect_dir=on,metacopy=on"]}
+    pair = overlay_pair(LOWER, **both)
+    out = pair.run([
+        ["chmod", "a/f", 0o600], ["rename", "a", "b/a2"], ["read_file", "b/a2/f"],
+        ["stat", "b/a2/f"], ["chmod", "b/a2/g", 0o640], ["read_file", "b/a2/g"],
+        ["rename", "b/a2/sub", "sub2"], ["chmod", "sub2/s", 0o600], ["read_file", "sub2/s"],
+        ["rename", "b/a2/g", "other/g2"], ["read_file", "other/g2"],
+    ])
+    out.assert_same()
+    assert all("ok" in r for r in out.kernel), out.kernel
+    up = pair.cowfs_layers.upper
+    for path in ("b/a2/f", "sub2/s", "other/g2"):  # metadata-only copy-ups
+        assert "user.overlay.metacopy" in os.listxattr(os.path.join(up, path)), path
+    pair.remount()
+    out = pair.run([["read_file", "b/a2/f"], ["read_file", "other/g2"], ["read_file", "sub2/s"],
+                    ["stat", "sub2/s"], ["open", "w", "sub2/s", ["O_WRONLY", "O_APPEND"]],
+                    ["write", "w", "+"], ["close", "w"], ["read_file", "sub2/s"]])
+    out.assert_same()
+    assert out.kernel[-1] == {"ok": "S\n+"}, out.kernel
