@@ -13,11 +13,15 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import overlay
 from cowfs.cli import parse_o_options
 from overlay import Dir
 
 ON = {"kernel_opts": ["redirect_dir=on"], "cowfs_opts": ["-o", "redirect_dir=on"]}
+BOTH = {"kernel_opts": ["redirect_dir=on", "metacopy=on"],
+        "cowfs_opts": ["-o", "redirect_dir=on,metacopy=on"]}
 
 LOWER = {
     "a": Dir({"f": "F\n", "g": "G\n", "sub": Dir({"s": "S\n", "deep": Dir({"z": "Z\n"})}),
@@ -400,21 +404,24 @@ def _random_ops(seed: int, n: int) -> list:
             p = fresh()
             ops.append(["write_file", p, f"w{len(ops)}"])
             model.setdefault(p, False)
-        elif r < 0.88:
+        elif r < 0.80:
+            ops.append(["chmod", there(dirs=False), 0o600])  # a copy-up (metacopy=on: of meta)
+        elif r < 0.90:
             ops.append(["listdir", there(dirs=True)])
         else:
             ops.append(["read_file", there(dirs=False)])
     return ops
 
 
-def test_random_renames(overlay_pair):
+@pytest.mark.parametrize("opts", [ON, BOTH], ids=["redirect", "redirect+metacopy"])
+def test_random_renames(overlay_pair, opts):
     """Seeded random op lists, heavy on renames, against the root kernel; both remounted; then
-    the kernel reads cowfs's upper (trusted copy) and shows the same tree. The trees' inode numbers are not
-    compared: ext4 hands a freed inode number to the next new file at once, which the harness's
+    the kernel reads cowfs's upper (trusted copy) and shows the same tree. The trees' inode
+    numbers are not compared: ext4 hands a freed inode number to the next new file at once, which the harness's
     inode labels cannot tell from an identity difference (a tmpfs upper instead has the kernel
     repeat numbers across layers: README "Differences", st_ino)."""
     for seed in range(6):
-        pair = overlay_pair(*RANDOM_LOWERS, **ON)
+        pair = overlay_pair(*RANDOM_LOWERS, **opts)
         ops = _random_ops(seed, 60)
         out = pair.run(ops)
         bad = [d for d in out.diffs() if not (d.where == "tree" and d.field == "ino")]
@@ -429,7 +436,7 @@ def test_random_renames(overlay_pair):
         lay.upper = overlay.trusted_copy(pair.cowfs_layers.upper,
                                          os.path.join(lay.base, "trusted-upper"))
         lay.new_work()
-        with overlay.mount("kernel", lay, ["redirect_dir=on"], trusted=True):
+        with overlay.mount("kernel", lay, opts["kernel_opts"], trusted=True):
             theirs = overlay.dump_tree(lay.mnt)
         diffs = [d for d in overlay.compare_trees(theirs, mine) if d.field != "ino"]
         assert not diffs, (seed, overlay.format_diffs(diffs))
@@ -438,9 +445,7 @@ def test_random_renames(overlay_pair):
 def test_with_metacopy(overlay_pair):
     """With metacopy=on too: a metadata-only copy-up below a moved dir reads its data at the
     dir's lower path, before and after a remount, also once the file itself moves."""
-    both = {"kernel_opts": ["redirect_dir=on", "metacopy=on"],
-            "cowfs_opts": ["-o", "redirect_dir=on,metacopy=on"]}
-    pair = overlay_pair(LOWER, **both)
+    pair = overlay_pair(LOWER, **BOTH)
     out = pair.run([
         ["chmod", "a/f", 0o600], ["rename", "a", "b/a2"], ["read_file", "b/a2/f"],
         ["stat", "b/a2/f"], ["chmod", "b/a2/g", 0o640], ["read_file", "b/a2/g"],
