@@ -80,14 +80,15 @@ def _rotates(variant: str) -> bool:
     return VARIANTS[variant][0].startswith("--ov=")
 
 
-def _suite(fs: str, name: str, args: list[str], cowfs_bin: str | None) -> tuple[int, str]:
+def _suite(fs: str, name: str, args: list[str], cowfs_bin: str | None,
+           opts: str = OPTS) -> tuple[int, str]:
     if os.geteuid() != 0:
         pytest.fail("unionmount-testsuite needs root (it mounts tmpfs and the union, and "
                     "switches to uid 1 for its permission tests)", pytrace=False)
     scratch = overlay.new_dir(f"{fs}-{name}")
     cmd = ["unshare", "-m", "--propagation", "private", sys.executable, unionmount.__file__,
            "run", "--fs", fs, "--dir", scratch, "--timeout", str(SUITE_TIMEOUT),
-           *(["--cowfs", cowfs_bin, "--opts", OPTS] if fs == "cowfs" else []), "--", *args]
+           *(["--cowfs", cowfs_bin, "--opts", opts] if fs == "cowfs" else []), "--", *args]
     res = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, errors="backslashreplace",
                          timeout=SUITE_TIMEOUT + 60, check=False)
@@ -107,6 +108,23 @@ def test_unionmount_testsuite(harness: overlay.Env, variant: str) -> None:
     rc, out = _suite("cowfs", variant, args, harness.cowfs_bin)
     assert rc == 0, f"unionmount-testsuite {' '.join(args[:5])} ... failed (exit {rc}):\n" \
                     f"{_tail(out)}"
+
+
+#: The suite's directory rename tests (issue 16 item 2: they pass with redirect_dir=on)
+RENAME_DIR_TESTS = ["rename-dir", "rename-empty-dir", "rename-move-dir", "rename-new-dir",
+                    "rename-new-pop-dir", "rename-pop-dir", "rename-mass-dir", "hard-link-dir"]
+
+
+if XDEV:  # with redirect_dir=on in OPTS the runs above hold these already
+    @pytest.mark.slow
+    def test_rename_dir_tests_with_redirect_dir(harness: overlay.Env) -> None:
+        """With -o redirect_dir=on the suite's directory rename tests pass, also with layer
+        rotation (renamed dirs' redirects followed once their upper is a lower) and --verify."""
+        args = ["--ov=3", "--verify", *RENAME_DIR_TESTS]
+        rc, out = _suite("cowfs", "redirect-rename-dir", args, harness.cowfs_bin,
+                         ",".join(filter(None, [OPTS, "redirect_dir=on"])))
+        assert rc == 0, f"unionmount-testsuite {' '.join(args)} with redirect_dir=on failed " \
+                        f"(exit {rc}):\n{_tail(out)}"
 
 
 if XDEV:  # with redirect_dir=on these run in the suite's own runs above
