@@ -16,7 +16,7 @@ import time
 
 import trio
 
-from . import markers
+from . import hardlinks, markers
 from .inodes import Node
 from .layers import RENAME_NOREPLACE, Layer, UpperLayer
 from .overlay import Overlay
@@ -113,6 +113,7 @@ async def _copy_up_file(ov: Overlay, node: Node, data: bool) -> None:
     lower = ov.lowers[node.lowers[0]]
     path = node.path()
     st = lower.lstat(path)
+    names = await ov.lower_links.names(lower, st)  # a lower hard link's, to link them all
     tmp = upper.temp_name()
     try:
         if stat.S_ISREG(st.st_mode):
@@ -137,8 +138,10 @@ async def _copy_up_file(ov: Overlay, node: Node, data: bool) -> None:
     node.upper = True
     if not stat.S_ISREG(st.st_mode):
         ov.note_origin(upper.lstat(path), node.key)
-    _reopen_handles(ov, node)
-    ov.attrs_changed(node)  # e.g. a lower hard link's count: the copy has one link
+    # Its other names become links of the copy; a kill before the last: hardlinks.unite
+    hardlinks.link_names(ov, node, path, names)
+    reopen_handles(ov, node)
+    ov.attrs_changed(node)  # the copy's link count: the names the view shows
 
 
 def _ensure_parent(ov: Overlay, node: Node) -> None:
@@ -253,7 +256,7 @@ def _place(ov: Overlay, upper: UpperLayer, tmp: bytes, path: bytes, parent: Node
     ov.attrs_changed(parent)  # its ctime moved: the kernel's cached copy is stale
 
 
-def _reopen_handles(ov: Overlay, node: Node) -> None:
+def reopen_handles(ov: Overlay, node: Node) -> None:
     """Descriptors opened before the copy-up read the upper copy from now on."""
     for handle in node.handles:
         if handle.upper:

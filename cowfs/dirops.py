@@ -200,7 +200,7 @@ def _remove(ov: Overlay, parent: Node, name: bytes, node: Node) -> None:
     path = parent.child_path(name)
     old = upper.try_lstat(path) if parent.upper else None
     ov.forget_origin(old)
-    gone = not _other_links(old)
+    gone = not _other_links(old if node.upper else _lower_st(ov, node))
     with ov.pinned(node, gone):
         if ov.lower_positive(parent, name):
             ensure_upper_dir(ov, parent)
@@ -214,8 +214,15 @@ def _remove(ov: Overlay, parent: Node, name: bytes, node: Node) -> None:
 
 
 def _other_links(st: os.stat_result | None) -> bool:
-    """An upper non-directory that other hard links keep alive after this name goes."""
+    """A non-directory that other hard links keep alive after this name goes."""
     return st is not None and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1
+
+
+def _lower_st(ov: Overlay, node: Node | None) -> os.stat_result | None:
+    """A lower object's stat: its other names stay in the view once one is whited out."""
+    if node is None or node.is_dir:
+        return None
+    return ov.lowers[node.lowers[0]].try_lstat(node.path())
 
 
 def _put_whiteout(upper: UpperLayer, path: bytes, old: os.stat_result | None) -> None:
@@ -288,7 +295,7 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
     _opaque_if_merged(upper, src, pnew)
     target = upper.try_lstat(new_path)
     ov.forget_origin(target)
-    gone = not _other_links(target)
+    gone = not _other_links(target if dst is None or dst.upper else _lower_st(ov, dst))
     with ov.pinned(dst, gone):
         if target is not None and stat.S_ISDIR(target.st_mode):
             if dst is not None and dst.lowers and not dst.opaque:

@@ -67,15 +67,12 @@ def _upper_key(upper: UpperLayer, path: bytes, st: os.stat_result,
     return origins.get(key, key)
 
 
-def lower_key(index: int, path: bytes, st: os.stat_result) -> bytes:
-    key = b"l:%d:%d:%d" % (index, st.st_dev, st.st_ino)
-    if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
-        # Lower hardlinks are separate objects in the merged view, as in kernel overlay without
-        # index=on: a copy-up breaks the link.
-        key += b":" + path
-    return key
+def lower_key(index: int, st: os.stat_result) -> bytes:
+    """A lower object's key: every name of a lower hard link is one object (hardlinks.py)."""
+    return b"l:%d:%d:%d" % (index, st.st_dev, st.st_ino)
 
 
+# ":PATH": an ORIGIN written before lower hard links were one object (one key per name)
 _LOWER_KEY = re.compile(rb"l:\d+:\d+:\d+(:.+)?\Z", re.DOTALL)
 
 
@@ -118,12 +115,12 @@ def resolve(upper: UpperLayer | None, lowers: list[Layer], origins: dict[bytes, 
     if top is None:
         if not stat.S_ISDIR(st.st_mode):
             return Entry(stat.S_IFMT(st.st_mode), st, False, (index,), False,
-                         lower_key(index, path, st))
+                         lower_key(index, st))
         top = Entry(stat.S_IFDIR, st, False, (), False, b"")
     elif not stat.S_ISDIR(st.st_mode):
         return top  # an upper dir hides a lower non-directory
     top.lowers = tuple(i for i, s in found)
-    top.key = lower_key(index, path, st)
+    top.key = lower_key(index, st)
     return top
 
 

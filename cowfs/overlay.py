@@ -12,7 +12,7 @@ import weakref
 import pyfuse3
 import trio
 
-from . import namei
+from . import hardlinks, namei
 from .config import MountConfig
 from .inodes import Node, NodeTable
 from .layers import Layer, UpperLayer
@@ -57,6 +57,7 @@ class Overlay:
         # kept across mounts in the work dir (originmap.py)
         self.origins: dict[bytes, bytes] = {}
         self.origin_map: OriginMap | None = None
+        self.lower_links = hardlinks.LowerLinks()
         if self.upper is not None:
             top_st = self.upper.lstat(b".")
             dev = top_st.st_dev
@@ -134,6 +135,9 @@ class Overlay:
     def node_for(self, parent: Node, name: bytes, entry: namei.Entry) -> Node:
         """The node for a resolved entry, attached under parent/name (no lookup count taken)."""
         node = self.table.get_or_add(entry.key, entry.kind)
+        if node.upper != entry.upper and node.kind != stat.S_IFDIR and node.aliases:
+            # one lower object's key in the upper and in a lower: a name its copy-up missed
+            node = hardlinks.unite(self, node, parent, name, entry)
         aliases = node.aliases
         if (aliases and aliases[0] != (parent, name)
                 and (node.kind == stat.S_IFDIR or entry.st.st_nlink == 1)

@@ -1,0 +1,187 @@
+"""Lower hard links are one object (issue 16, item 1; cowfs/hardlinks.py).
+
+Every name of a lower inode shows one st_ino and the lower's st_nlink; a copy-up through any name
+copies the object once and links every name the merged view shows, so a write through one name
+shows through the others, and the links are plain upper hard links: they stay across remounts
+and the rootless kernel reads them as one inode too. The rootless kernel itself breaks the link at
+copy-up (EXPECTED `lower-hardlink-copyup`); the kernel mounted as root with index=on keeps it, and
+is the reference here (`overlay_pair(..., kernel_opts=["index=on"])`), with a model where it
+differs.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import overlay
+from overlay import Dir, Fifo, File, Hardlink, Symlink, Whiteout
+
+INDEX = {"kernel_opts": ["index=on"]}
+
+LOWER = {
+    "a": File("A\n"),
+    "b": Hardlink("a"),
+    "d": Dir({"c": Hardlink("a"), "x": "X\n"}),
+    "s": Symlink("a"),
+    "s2": Hardlink("s"),
+    "p": Fifo(0o644),
+    "e/p2": Hardlink("p"),
+    "one": "1\n",
+}
+
+
+def stats(*paths):
+    return [["lstat", p] for p in paths]
+
+
+def upper_inos(pair, side: str, *paths) -> list[str]:
+    """The tree labels of PATHS' inodes in SIDE's raw upper: equal labels = hard links."""
+    tree = pair.upper_tree(side)
+    return [tree[p]["ino"] if p in tree else None for p in paths]
+
+
+def test_names_are_one_object_before_and_after_copy_up(overlay_pair):
+    pair = overlay_pair(LOWER, **INDEX)
+    out = pair.run([
+        *stats("a", "b", "d/c", "s", "s2", "p", "e/p2"),
+        ["scandir", "."], ["scandir", "d"],
+        ["open", "f", "a", ["O_WRONLY", "O_APPEND"]], ["write", "f", "more\n"], ["close", "f"],
+        ["read_file", "b"], ["read_file", "d/c"], *stats("a", "b", "d/c"), ["scandir", "d"],
+    ])
+    out.assert_same()
+    k = out.kernel
+    assert k[0]["ok"]["ino"] == k[1]["ok"]["ino"] == k[2]["ok"]["ino"] == "op0"
+    assert k[0]["ok"]["nlink"] == 3 and k[3]["ok"]["ino"] == k[4]["ok"]["ino"]
+    assert k[5]["ok"]["ino"] == k[6]["ok"]["ino"]
+    assert k[12] == k[13] == {"ok": "A\nmore\n"}
+    assert [k[i]["ok"]["ino"] for i in (14, 15, 16)] == ["op0"] * 3
+    assert k[14]["ok"]["nlink"] == 3 and k[17]["ok"][0][2] == "op0"
+    # cowfs linked every name at the copy-up: one upper inode
+    assert len(set(upper_inos(pair, "cowfs", "a", "b", "d/c"))) == 1
+
+
+def test_copy_up_of_symlink_and_fifo(overlay_pair):
+    pair = overlay_pair(LOWER, **INDEX)
+    out = pair.run([
+        ["lchown", "s2", -1, -1],
+        *stats("s", "s2"), ["readlink", "s"],
+        ["chmod", "e/p2", 0o600], *stats("p", "e/p2"),
+        ["link", "p", "p3"], *stats("p", "p3", "e/p2"),
+    ])
+    out.assert_same()
+    assert out.kernel[1]["ok"]["ino"] == out.kernel[2]["ok"]["ino"]
+    assert out.kernel[5]["ok"]["mode"] == "0600" and out.kernel[9]["ok"]["nlink"] == 3
+    assert len(set(upper_inos(pair, "cowfs", "s", "s2"))) == 1
+    assert len(set(upper_inos(pair, "cowfs", "p", "e/p2", "p3"))) == 1
+
+
+def test_unlink_rename_and_link_of_lower_names(overlay_pair):
+    pair = overlay_pair(LOWER, **INDEX)
+    out = pair.run([
+        ["lstat", "a"], ["rename", "d/c", "c2"], *stats("a", "b", "c2"),
+        ["unlink", "b"], *stats("a", "c2"), ["rename", "a", "c2"], ["lstat", "c2"],
+        ["link", "c2", "d/n"], *stats("c2", "d/n"), ["write_file", "d/n", "new\n"],
+        ["read_file", "c2"], ["scandir", "."], ["scandir", "d"],
+    ])
+    out.assert_same()
+    assert out.kernel[2]["ok"]["ino"] == out.kernel[4]["ok"]["ino"] == "op0"
+
+
+def test_whiteout_and_shadow_are_kept(overlay_pair):
+    """A name whited out before the copy-up is not resurrected, one shadowed by an upper file
+    stays shadowed, one under an opaque dir stays hidden; the copy has one link per name the
+    view shows. Against the rootless kernel (the index=on reference reads no user.overlay.*
+    markers, and counts hidden lower names in st_nlink): everything but the copied object's
+    own names agrees (EXPECTED lower-hardlink-copyup), and the counts are checked on the model:
+    the names shown."""
+    lower = {"a": File("A\n"), "b": Hardlink("a"), "c": Hardlink("a"), "o/d": Hardlink("a"),
+             "w": Hardlink("a"), "k": Hardlink("a")}
+    upper = {"c": "upper c\n", "o": Dir({}, opaque=True), "w": Whiteout()}
+    pair = overlay_pair(lower, upper=upper)
+    out = pair.run([
+        ["unlink", "b"], ["exists", "b"], ["lstat", "a"],
+        ["truncate", "a", 1], ["read_file", "a"], ["read_file", "k"], ["read_file", "c"],
+        ["exists", "b"], ["exists", "w"], ["exists", "o/d"], ["lstat", "a"], ["lstat", "k"],
+        ["listdir", "."], ["listdir", "o"],
+    ])
+    out.assert_same()
+    c = out.cowfs
+    assert c[2]["ok"]["nlink"] == 6  # the lower's count, as the kernel shows it
+    assert c[5] == {"ok": "A"} and c[6] == {"ok": "upper c\n"}
+    assert c[10]["ok"]["nlink"] == c[11]["ok"]["nlink"] == 2  # a and k
+    assert c[10]["ok"]["ino"] == c[11]["ok"]["ino"] == "op2"
+    assert [c[i] for i in (7, 8, 9)] == [{"ok": False}] * 3
+    tree = pair.upper_tree("cowfs")
+    assert tree["a"]["ino"] == tree["k"]["ino"] and tree["a"]["nlink"] == 2
+    assert tree["c"]["nlink"] == 1 and "o/d" not in tree
+    assert tree["b"]["type"] == tree["w"]["type"] == "c"  # still whiteouts
+
+
+def test_links_persist_and_interchange(overlay_pair):
+    """After a copy-up and a remount the names are still one object; the rootless kernel
+    mounting cowfs's upper shows them as one inode too."""
+    pair = overlay_pair(LOWER, **INDEX)
+    pair.run([["truncate", "d/c", 1], ["lchown", "s2", -1, -1],
+              ["link", "b", "d/n"]], trees=False)
+    pair.remount()
+    ops = [*stats("a", "b", "d/c", "d/n", "s", "s2"), ["read_file", "b"],
+           ["write_file", "d/n", "again\n"], ["read_file", "a"]]
+    out = pair.run(ops)
+    out.assert_same()
+    c = out.cowfs
+    assert [c[i]["ok"]["ino"] for i in range(4)] == ["op0"] * 4 and c[0]["ok"]["nlink"] == 4
+    assert c[4]["ok"]["ino"] == c[5]["ok"]["ino"] and c[8] == {"ok": "again\n"}
+    pair.unmount()
+    lay = pair.cowfs_layers
+    lay.new_work()
+    with overlay.mount("kernel", lay) as m:
+        seen = overlay.run_ops(m.mnt, ops[:7])
+    assert [seen[i]["ok"]["ino"] for i in range(4)] == ["op0"] * 4
+    assert seen[0]["ok"]["nlink"] == 4 and seen[6] == {"ok": "again\n"}
+    assert seen[4]["ok"]["ino"] == seen[5]["ok"]["ino"]
+
+
+def test_find_samefile_and_du_count_once(overlay_pair):
+    """The issue's scenario: `ln a b` in the lower; du and find -samefile see one file."""
+    big = {"a": File(b"x" * (1 << 20)),
+           "b": Hardlink("a"), "sub/c": Hardlink("a")}
+    pair = overlay_pair(big)
+    for when in ("before", "after"):
+        mnt = pair.cowfs.mnt
+        r = subprocess.run(overlay.as_user(["find", mnt, "-samefile", os.path.join(mnt, "a")]),
+                           capture_output=True, text=True, timeout=60)
+        names = sorted(os.path.relpath(p, mnt) for p in r.stdout.split())
+        assert names == ["a", "b", "sub/c"], (when, r.stdout, r.stderr)
+        r = subprocess.run(overlay.as_user(["du", "-s", "--block-size=1K", mnt]),
+                           capture_output=True, text=True, timeout=60)
+        assert int(r.stdout.split()[0]) < 2048, (when, r.stdout, r.stderr)  # 1 MiB counted once
+        pair.run([["open", "f", "b", ["O_WRONLY", "O_APPEND"]], ["write", "f", "y"],
+                  ["close", "f"]], trees=False)
+
+
+def test_snapshot_like_lower_copies_one_name(harness):
+    """A snapshot lower (cowfs/store.py): every file has its other name outside the layer.
+    The copy-up copies that one name, as before: nothing else is linked, the store untouched."""
+    lay = overlay.make_layers("snapshot-like", [{"pkg": Dir({"m.py": "m\n", "n.py": "n\n"}),
+                                                 "top": "t\n"}])
+    lower = lay.lowers[0]
+    store = os.path.join(lay.base, "store")
+    os.mkdir(store)
+    for i, rel in enumerate(("pkg/m.py", "pkg/n.py", "top")):
+        os.link(os.path.join(lower, rel), os.path.join(store, str(i)))
+    overlay.LOWERS[:] = [x for x in overlay.LOWERS if x[0] != lower]
+    overlay.register_lower(lower)
+    with overlay.mount(harness.impl, lay) as m:
+        got = overlay.run_ops(m.mnt, [
+            ["lstat", "pkg/m.py"], ["lstat", "pkg/n.py"], ["write_file", "pkg/m.py", "M\n"],
+            ["lstat", "pkg/m.py"], ["read_file", "pkg/m.py"], ["lstat", "pkg/n.py"],
+            ["truncate", "top", 0], ["lstat", "top"]])
+    assert got[0]["ok"]["nlink"] == 2 and got[0]["ok"]["ino"] != got[1]["ok"]["ino"]
+    assert got[3]["ok"]["nlink"] == 1 and got[3]["ok"]["ino"] == "op0"
+    assert got[4] == {"ok": "M\n"} and got[5]["ok"]["nlink"] == 2
+    assert got[7]["ok"]["nlink"] == 1
+    tree = overlay.dump_tree(lay.upper, user=False)
+    assert sorted(p for p in tree if tree[p].get("type") == "f") == ["pkg/m.py", "top"]
+    for i in range(3):
+        assert os.stat(os.path.join(store, str(i))).st_nlink == 2
+    overlay.check_lowers([lower])
