@@ -159,6 +159,7 @@ def unite(ov, node: Node, parent: Node, name: bytes, entry) -> Node:
             got = ov.resolve(p, n)
             if got is not None and not got.upper and got.key == node.key:
                 _link(ov, path, p, n)
+        entry.st = ov.upper.lstat(path)  # its link count now counts them
         node.upper, node.lowers = True, ()
         reopen_handles(ov, node)
         ov.attrs_changed(node)

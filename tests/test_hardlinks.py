@@ -185,3 +185,44 @@ def test_snapshot_like_lower_copies_one_name(harness):
     for i in range(3):
         assert os.stat(os.path.join(store, str(i))).st_nlink == 2
     overlay.check_lowers([lower])
+
+
+def test_name_the_copy_up_could_not_see_is_linked_at_lookup(overlay_pair):
+    """A directory the daemon may search but not list (mode 0711): the walk for the names
+    misses the one inside, so the copy-up cannot link it; the first lookup that sees it next
+    to the copied object links it (hardlinks.unite), and the view is the kernel's."""
+    lower = {"a": File("A\n"), "locked": Dir({"b": Hardlink("a")}, mode=0o711)}
+    pair = overlay_pair(lower, **INDEX)
+    out = pair.run([
+        ["write_file", "a", "new\n"], ["lstat", "a"], ["lstat", "locked/b"],
+        ["read_file", "locked/b"], ["lstat", "a"], ["write_file", "locked/b", "newer\n"],
+        ["read_file", "a"],
+    ])
+    out.assert_same()
+    assert out.cowfs[2]["ok"]["ino"] == "op1" and out.cowfs[6] == {"ok": "newer\n"}
+    tree = pair.upper_tree("cowfs")
+    assert tree["locked/b"]["ino"] == tree["a"]["ino"]
+
+
+def test_kill_between_the_names(harness):
+    """What a kill between linking the first name and the last leaves: the copy at one name
+    (with its ORIGIN), the other still lower. After the next mount they are one object, the
+    other name linked to the copy when a lookup sees both, in either order (the lower name
+    read before that shows the state before the interrupted copy-up)."""
+    for first in ("a", "b"):
+        lay = overlay.make_layers(f"kill-{first}", [{"a": File("A\n"), "b": Hardlink("a")}])
+        st = os.lstat(os.path.join(lay.lowers[0], "a"))
+        copy = os.path.join(lay.upper, "a")
+        with open(copy, "w") as f:
+            f.write("copied\n")
+        os.chown(copy, harness.uid, harness.gid)
+        os.setxattr(copy, "user.overlay.cowfs.origin", b"l:0:%d:%d" % (st.st_dev, st.st_ino))
+        other = "b" if first == "a" else "a"
+        with overlay.mount(harness.impl, lay) as m:
+            got = overlay.run_ops(m.mnt, [["lstat", first], ["read_file", first],
+                                          ["lstat", other], ["read_file", other],
+                                          ["lstat", first], ["read_file", first]])
+        assert got[2]["ok"]["ino"] == "op0" and got[4]["ok"]["nlink"] == 2, (first, got)
+        assert got[3] == got[5] == {"ok": "copied\n"}, (first, got)
+        tree = overlay.dump_tree(lay.upper, user=False)
+        assert tree["a"]["ino"] == tree["b"]["ino"], first
