@@ -1065,6 +1065,32 @@ def _lower_hardlink_copyup(d: Diff, ctx: Context) -> bool:
             and ctx.in_cowfs_upper(d.path))
 
 
+def _lower_hardlink_renamed_over_itself(d: Diff, ctx: Context) -> bool:
+    """A name of a lower hard link renamed over another name of it: the kernel copied it up
+    and renamed (a whiteout at the source, the copy at the target), cowfs did nothing. So: a
+    path naming a lower hard link that the kernel upper has and the cowfs upper has not; or a
+    listing whose only difference is such names, which only cowfs lists."""
+    if d.field == "ok" and isinstance(d.kernel, list) and isinstance(d.cowfs, list):
+        if not all(isinstance(n, str) for n in d.kernel + d.cowfs) or d.path is None:
+            return False
+        extra = set(d.cowfs) - set(d.kernel)
+        return (bool(extra) and set(d.kernel) <= set(d.cowfs) and all(
+            _kernel_only_lower_link(ctx, n if d.path.strip("/") in ("", ".")
+                                    else f"{d.path.rstrip('/')}/{n}") for n in extra))
+    return _kernel_only_lower_link(ctx, d.path)
+
+
+def _kernel_only_lower_link(ctx: Context, path: str | None) -> bool:
+    st = ctx.lower_stat(path)
+    if st is None or stat.S_ISDIR(st.st_mode) or st.st_nlink < 2 or ctx.kernel_upper is None:
+        return False
+    try:
+        os.lstat(os.path.join(ctx.kernel_upper, path))
+    except OSError:
+        return False
+    return ctx.upper_stat(path) is None
+
+
 def _lseek_holes(d: Diff, ctx: Context) -> bool:
     return _op_name(d) == "lseek" and ('"SEEK_HOLE"' in d.where or '"SEEK_DATA"' in d.where)
 
@@ -1185,6 +1211,17 @@ EXPECTED_DIFFERENCES: tuple[Expected, ...] = (
         "that names a lower hard link (a non-directory of st_nlink over 1 in the topmost lower "
         "holding the path) and is in the cowfs upper.",
         _lower_hardlink_copyup,
+    ),
+    Expected(
+        "lower-hardlink-rename",
+        "rename(2) of one name of a lower hard link over another name of it. POSIX says two "
+        "names of one file make rename do nothing, and so do cowfs and the kernel as root with "
+        "index=on (one overlay inode); the rootless kernel sees two inodes, copies the source "
+        "up and renames it over the target. Matches only a path naming a lower hard link "
+        "(a non-directory of st_nlink over 1 in the topmost lower holding it) that is in the "
+        "kernel upper and not in the cowfs upper, and a listing whose only difference is "
+        "such names, which cowfs lists and the kernel does not.",
+        _lower_hardlink_renamed_over_itself,
     ),
     Expected(
         "lseek-holes",
