@@ -131,15 +131,16 @@ async def _copy_up_file(ov: Overlay, node: Node, data: bool) -> None:
             raise OSError(errno.ENOENT, "unlinked during copy-up")
         _ensure_parent(ov, node)
         path = node.path()
-        _place(ov, upper, tmp, path, node.aliases[0][0])
+        if names:  # a lower hard link: its names in the view become links of the copy
+            hardlinks.place(ov, node, tmp, path, names)
+        else:
+            _place(ov, upper, tmp, path, node.aliases[0][0])
     except BaseException:
         upper.remove_in_work(tmp)
         raise
     node.upper = True
-    if not stat.S_ISREG(st.st_mode):
+    if not stat.S_ISREG(st.st_mode) and not names:
         ov.note_origin(upper.lstat(path), node.key)
-    # Its other names become links of the copy; a kill before the last: hardlinks.unite
-    hardlinks.link_names(ov, node, path, names)
     reopen_handles(ov, node)
     ov.attrs_changed(node)  # the copy's link count: the names the view shows
 

@@ -6,9 +6,12 @@ it (in a worker thread) and kept for the mount: lowers never change. Only inodes
 names inside the layer are kept, so a snapshot lower (every file has a second name outside the
 layer, in the store) costs one walk and no memory after it.
 
-A name the copy-up could not link (a kill between the first name and the last, a directory the
-daemon could not read) shows the lower object under the key of an upper one: `unite` links it
-the moment a lookup sees both, so two different objects never show one st_ino.
+Crash safety: the finished copy goes first to WORK/cowfs-links/KEY, the names are linked from
+there, and it is removed last. A kill in between leaves it there: the next mount links the names
+still showing the lower object before it serves anything (`finish`), so all names show the copy.
+A name the copy-up could not link anyway (in a directory the daemon could not list) shows the
+lower object under the key of an upper one: `unite` links it the moment a lookup sees both, so
+two different objects never show one st_ino.
 """
 from __future__ import annotations
 
@@ -19,8 +22,9 @@ import stat
 import trio
 
 from . import markers
+from .config import LINKS_DIR
 from .inodes import Node
-from .layers import Layer
+from .layers import Layer, renameat2
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +73,35 @@ def scan(layer: Layer) -> dict[tuple[int, int], tuple[bytes, ...]]:
 
 
 class LowerLinks:
-    """The names of lower hard links, per lower layer, found once per mount."""
+    """The names of lower hard links, per lower layer, found once per mount; and the work dir's
+    WORK/cowfs-links, where a copy waits while its names are linked."""
 
-    def __init__(self) -> None:
+    def __init__(self, work: str | None) -> None:
         self._by_layer: dict[int, dict[tuple[int, int], tuple[bytes, ...]]] = {}
         self._lock: trio.Lock | None = None
+        self._dir = os.path.join(work, LINKS_DIR) if work else None
+        self._fd: int | None = None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+
+    @property
+    def fd(self) -> int:
+        """WORK/cowfs-links, made when first needed."""
+        if self._fd is None:
+            try:
+                os.mkdir(self._dir, 0o700)
+            except FileExistsError:
+                pass
+            self._fd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return self._fd
+
+    def pending(self) -> list[bytes]:
+        """Copies left by a kill before all their names were linked."""
+        if self._dir is None or not os.path.isdir(self._dir):
+            return []
+        return sorted(os.listdir(self.fd))
 
     async def names(self, layer: Layer, st: os.stat_result) -> tuple[bytes, ...]:
         """The paths in LAYER of the object ST (nothing for an object of one name there)."""
@@ -87,13 +115,80 @@ class LowerLinks:
                     self._by_layer[layer.index] = await trio.to_thread.run_sync(scan, layer)
         return self._by_layer[layer.index].get((st.st_dev, st.st_ino), ())
 
+    def names_now(self, layer: Layer, dev: int, ino: int) -> tuple[bytes, ...]:
+        """names(), walking in this thread (at mount, before anything is served)."""
+        if layer.index not in self._by_layer:
+            self._by_layer[layer.index] = scan(layer)
+        return self._by_layer[layer.index].get((dev, ino), ())
 
-def link_names(ov, node: Node, src: bytes, paths) -> None:
-    """Make each of PATHS that the merged view still shows as NODE's lower object (not whited
-    out, not shadowed, not under an opaque dir) a hard link of its upper copy at SRC, copying up
-    the directories on the way. A name that fails is left to `unite`."""
+
+def place(ov, node: Node, tmp: bytes, path: bytes, names: tuple[bytes, ...]) -> None:
+    """Put the finished copy TMP (in WORK/work) of NODE, a lower hard link of NAMES, at PATH and
+    at every other name the view shows of it, through WORK/cowfs-links/KEY."""
+    upper = ov.writable
+    links = ov.lower_links
+    key = node.key
+    renameat2(upper.work_fd, tmp, links.fd, key)
+    st = None
+    try:
+        st = os.stat(key, dir_fd=links.fd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode):
+            ov.note_origin(st, key)  # no xattr on it: its origin is a record
+        parent, name = node.aliases[0]
+        _link(ov, parent, name, _from_pending(links.fd, key))
+    except BaseException:
+        os.unlink(key, dir_fd=links.fd)
+        ov.forget_origin(st)
+        raise
+    link_names(ov, key, _from_pending(links.fd, key), names, path)
+    os.unlink(key, dir_fd=links.fd)
+
+
+def finish(ov) -> None:
+    """At mount: link the names of copies a kill left in WORK/cowfs-links, then drop them."""
+    links = ov.lower_links
+    try:
+        pending = links.pending()
+    except OSError as e:
+        log.warning("%s not read: %s", LINKS_DIR, e)
+        return
+    for name in pending:
+        key = os.fsencode(name)
+        try:
+            index, dev, ino = (int(x) for x in key.split(b":")[1:])
+            layer = ov.lowers[index]
+        except (ValueError, IndexError):
+            log.warning("%s/%r: not a copy of a lower hard link, removed", LINKS_DIR, key)
+        else:
+            names = links.names_now(layer, dev, ino)
+            link_names(ov, key, _from_pending(links.fd, key), names, None)
+            log.info("linked the names of %r a kill had left (%d in its layer)", key,
+                     len(names))
+        try:
+            os.unlink(key, dir_fd=links.fd)
+        except OSError as e:
+            log.warning("%s/%r not removed: %s", LINKS_DIR, key, e)
+
+
+def _from_pending(fd: int, key: bytes):
+    def link(dirfd: int, tail: bytes) -> None:
+        os.link(key, tail, src_dir_fd=fd, dst_dir_fd=dirfd, follow_symlinks=False)
+    return link
+
+
+def _from_upper(ov, src: bytes):
+    def link(dirfd: int, tail: bytes) -> None:
+        with ov.upper.at(src) as (sfd, stail):
+            os.link(stail, tail, src_dir_fd=sfd, dst_dir_fd=dirfd, follow_symlinks=False)
+    return link
+
+
+def link_names(ov, key: bytes, link, paths, done: bytes | None) -> None:
+    """Make each of PATHS (but DONE) that the merged view still shows as the lower object KEY
+    (not whited out, not shadowed, not under an opaque dir) a hard link of its copy (LINK makes
+    one), copying up the directories on the way. A name that fails is left to `unite`."""
     for path in paths:
-        if path == src:
+        if path == done:
             continue
         made: list[Node] = []  # dir nodes made on the way, the deepest last
         try:
@@ -101,11 +196,11 @@ def link_names(ov, node: Node, src: bytes, paths) -> None:
             if parent is None:
                 continue
             entry = ov.resolve(parent, name)
-            if entry is None or entry.upper or entry.key != node.key:
+            if entry is None or entry.upper or entry.key != key:
                 continue
-            _link(ov, src, parent, name)
+            _link(ov, parent, name, link)
         except OSError as e:
-            log.warning("hard link %r of %r not made at copy-up: %s", path, src, e)
+            log.warning("hard link %r of %r not made: %s", path, key, e)
         finally:
             if made:  # the kernel does not know them: dropping the deepest drops them all
                 ov.table.maybe_drop(made[-1])
@@ -127,8 +222,8 @@ def _walk(ov, path: bytes, made: list[Node]) -> tuple[Node | None, bytes]:
     return parent, name
 
 
-def _link(ov, src: bytes, parent: Node, name: bytes) -> None:
-    """Link the upper object at SRC as parent/name, leaving the parent's times as they were (a
+def _link(ov, parent: Node, name: bytes, link) -> None:
+    """LINK(dir fd, name) the copy as parent/name, leaving the parent's times as they were (a
     copy-up does not change the view of a directory)."""
     from .copyup import ensure_upper_dir  # noqa: PLC0415 (copyup imports this module)
 
@@ -137,7 +232,8 @@ def _link(ov, src: bytes, parent: Node, name: bytes) -> None:
     ppath = parent.path()
     pst = upper.lstat(ppath)
     with upper.granted(ppath, stat.S_IWUSR | stat.S_IXUSR, pst):
-        upper.link(src, parent.child_path(name))
+        with upper.at(parent.child_path(name)) as (fd, tail):
+            link(fd, tail)
     upper.utime(ppath, (pst.st_atime_ns, pst.st_mtime_ns))
     ov.attrs_changed(parent)
 
@@ -151,14 +247,14 @@ def unite(ov, node: Node, parent: Node, name: bytes, entry) -> Node:
     path = parent.child_path(name)
     try:
         if node.upper:  # the entry is the name left behind
-            _link(ov, ov.path_of(node), parent, name)
+            _link(ov, parent, name, _from_upper(ov, ov.path_of(node)))
             entry.st = ov.upper.lstat(path)
             entry.upper, entry.lowers = True, ()
             return node
         for p, n in node.aliases:  # the node's names are left behind: link each to the entry
             got = ov.resolve(p, n)
             if got is not None and not got.upper and got.key == node.key:
-                _link(ov, path, p, n)
+                _link(ov, p, n, _from_upper(ov, path))
         entry.st = ov.upper.lstat(path)  # its link count now counts them
         node.upper, node.lowers = True, ()
         reopen_handles(ov, node)

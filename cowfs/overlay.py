@@ -57,7 +57,7 @@ class Overlay:
         # kept across mounts in the work dir (originmap.py)
         self.origins: dict[bytes, bytes] = {}
         self.origin_map: OriginMap | None = None
-        self.lower_links = hardlinks.LowerLinks()
+        self.lower_links = hardlinks.LowerLinks(cfg.work if cfg.upper else None)
         if self.upper is not None:
             top_st = self.upper.lstat(b".")
             dev = top_st.st_dev
@@ -88,8 +88,11 @@ class Overlay:
         # what getxattr of markers.LAYERS on the root answers (attrs.getxattr)
         self.layers_xattr = json.dumps(
             {"lowers": list(cfg.lowers), "upper": cfg.upper, "work": cfg.work}).encode()
+        if self.upper is not None:
+            hardlinks.finish(self)  # what a kill left half linked, before anything is served
 
     def close(self) -> None:
+        self.lower_links.close()
         if self.origin_map is not None:
             self.origin_map.close()
         for layer in self.lowers:

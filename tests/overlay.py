@@ -1059,36 +1059,60 @@ def _hardlink_ino(d: Diff, ctx: Context) -> bool:
 
 def _lower_hardlink_copyup(d: Diff, ctx: Context) -> bool:
     """Anything about a path that names a lower hard link (a non-directory of st_nlink > 1 in
-    the topmost lower that has the path) and that cowfs copied up or linked to a copy-up."""
-    st = ctx.lower_stat(d.path)
-    return (st is not None and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1
-            and ctx.in_cowfs_upper(d.path))
+    the topmost lower that has the path) and that cowfs copied up or linked to a copy-up; or
+    about a path of the cowfs upper that is a hard link of such a copy (a link made through
+    the mount to a name of a lower hard link)."""
+    if not ctx.in_cowfs_upper(d.path):
+        return False
+    if _names_lower_link(ctx, d.path):
+        return True
+    st = ctx.upper_stat(d.path)
+    if stat.S_ISDIR(st.st_mode) or st.st_nlink < 2:
+        return False
+    for top, dirs, files in os.walk(ctx.cowfs_upper):
+        for n in files + [x for x in dirs if os.path.islink(os.path.join(top, x))]:
+            p = os.path.join(top, n)
+            if os.lstat(p).st_ino == st.st_ino and _names_lower_link(
+                    ctx, os.path.relpath(p, ctx.cowfs_upper)):
+                return True
+    return False
+
+
+def _names_lower_link(ctx: Context, path: str | None) -> bool:
+    st = ctx.lower_stat(path)
+    return st is not None and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1
 
 
 def _lower_hardlink_renamed_over_itself(d: Diff, ctx: Context) -> bool:
     """A name of a lower hard link renamed over another name of it: the kernel copied it up
     and renamed (a whiteout at the source, the copy at the target), cowfs did nothing. So: a
-    path naming a lower hard link that the kernel upper has and the cowfs upper has not; or a
-    listing whose only difference is such names, which only cowfs lists."""
+    path naming a lower hard link that the cowfs upper does not have, and the kernel upper has
+    as a whiteout (anything differs: the name is gone there) or as a copy (its ino and nlink);
+    or a listing whose only difference is names of the first kind, which only cowfs lists."""
     if d.field == "ok" and isinstance(d.kernel, list) and isinstance(d.cowfs, list):
         if not all(isinstance(n, str) for n in d.kernel + d.cowfs) or d.path is None:
             return False
         extra = set(d.cowfs) - set(d.kernel)
         return (bool(extra) and set(d.kernel) <= set(d.cowfs) and all(
             _kernel_only_lower_link(ctx, n if d.path.strip("/") in ("", ".")
-                                    else f"{d.path.rstrip('/')}/{n}") for n in extra))
-    return _kernel_only_lower_link(ctx, d.path)
+                                    else f"{d.path.rstrip('/')}/{n}") == "whiteout"
+            for n in extra))
+    kernel_has = _kernel_only_lower_link(ctx, d.path)
+    return kernel_has == "whiteout" or (kernel_has == "copy" and _field(d) in ("ino", "nlink"))
 
 
-def _kernel_only_lower_link(ctx: Context, path: str | None) -> bool:
-    st = ctx.lower_stat(path)
-    if st is None or stat.S_ISDIR(st.st_mode) or st.st_nlink < 2 or ctx.kernel_upper is None:
-        return False
+def _kernel_only_lower_link(ctx: Context, path: str | None) -> str | None:
+    """"whiteout" or "copy": what the kernel upper has at PATH, a name of a lower hard link
+    that the cowfs upper does not have; else None."""
+    if not _names_lower_link(ctx, path) or ctx.kernel_upper is None:
+        return None
     try:
-        os.lstat(os.path.join(ctx.kernel_upper, path))
+        st = os.lstat(os.path.join(ctx.kernel_upper, path))
     except OSError:
-        return False
-    return ctx.upper_stat(path) is None
+        return None
+    if ctx.upper_stat(path) is not None:
+        return None
+    return "whiteout" if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0 else "copy"
 
 
 def _lseek_holes(d: Diff, ctx: Context) -> bool:
@@ -1209,7 +1233,8 @@ EXPECTED_DIFFERENCES: tuple[Expected, ...] = (
         "and links every name the view shows to the copy, as the kernel does as root with "
         "index=on (tests/test_hardlinks.py compares with that). Matches anything about a path "
         "that names a lower hard link (a non-directory of st_nlink over 1 in the topmost lower "
-        "holding the path) and is in the cowfs upper.",
+        "holding the path) and is in the cowfs upper, or that is in the cowfs upper as a hard "
+        "link of such a path (a link made through the mount to a lower hard link).",
         _lower_hardlink_copyup,
     ),
     Expected(
@@ -1218,9 +1243,10 @@ EXPECTED_DIFFERENCES: tuple[Expected, ...] = (
         "names of one file make rename do nothing, and so do cowfs and the kernel as root with "
         "index=on (one overlay inode); the rootless kernel sees two inodes, copies the source "
         "up and renames it over the target. Matches only a path naming a lower hard link "
-        "(a non-directory of st_nlink over 1 in the topmost lower holding it) that is in the "
-        "kernel upper and not in the cowfs upper, and a listing whose only difference is "
-        "such names, which cowfs lists and the kernel does not.",
+        "(a non-directory of st_nlink over 1 in the topmost lower holding it) that is not in "
+        "the cowfs upper and is a whiteout in the kernel upper (any field), or a copy there "
+        "(ino and nlink); and a listing whose only difference is names of the first kind, "
+        "which cowfs lists and the kernel does not.",
         _lower_hardlink_renamed_over_itself,
     ),
     Expected(
