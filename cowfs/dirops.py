@@ -13,7 +13,7 @@ import os
 import stat
 from typing import Callable
 
-from . import markers
+from . import hardlinks, markers
 from .copyup import copy_up, ensure_upper_dir
 from .files import DROP_FLAGS
 from .inodes import Node
@@ -170,7 +170,19 @@ async def unlink(ov: Overlay, parent: Node, name: bytes) -> None:
     node = await _settled(ov, parent, name)
     if node.is_dir:
         raise IsADirectoryError(errno.EISDIR, "is a directory")
+    if await _copied_for_link_count(ov, node):
+        node = await _settled(ov, parent, name)
     _remove(ov, parent, name, node)
+
+
+async def _copied_for_link_count(ov: Overlay, node: Node) -> bool:
+    """Copy up a lower hard link one of whose names is going (hardlinks.has_other_names).
+    One the mounting user cannot read is left below (its names show the lower's count)."""
+    if not await hardlinks.has_other_names(ov, node):
+        return False
+    with contextlib.suppress(PermissionError):
+        await copy_up(ov, node)
+    return True
 
 
 async def rmdir(ov: Overlay, parent: Node, name: bytes) -> None:
@@ -263,6 +275,7 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
                  flags: int) -> None:
     upper = ov.writable
     exchange = bool(flags & RENAME_EXCHANGE)
+    counted = None  # the replaced lower hard link copied up for its other names' link count
     while True:
         src = ov.child(pold, nold)
         dst = ov.child(pnew, nnew)
@@ -278,6 +291,9 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
             await _wait(src)
         elif dst is not None and exchange and not dst.upper:
             await copy_up(ov, dst)
+        elif dst is not None and not dst.upper and dst is not counted:
+            counted = dst
+            await _copied_for_link_count(ov, dst)
         elif dst is not None and dst.busy():
             await _wait(dst)
         else:

@@ -122,6 +122,16 @@ class LowerLinks:
         return self._by_layer[layer.index].get((dev, ino), ())
 
 
+async def has_other_names(ov, node: Node) -> bool:
+    """Whether NODE is a lower object with other names in its layer: once one name goes, only
+    its copy (every name linked) can show the others' link count, as the kernel does with
+    index=on, which copies up such an object before it unlinks one of its names."""
+    if node.upper or node.is_dir or not node.lowers:
+        return False
+    layer = ov.lowers[node.lowers[0]]
+    return len(await ov.lower_links.names(layer, layer.lstat(node.path()))) > 1
+
+
 def place(ov, node: Node, tmp: bytes, path: bytes, names: tuple[bytes, ...]) -> None:
     """Put the finished copy TMP (in WORK/work) of NODE, a lower hard link of NAMES, at PATH and
     at every other name the view shows of it, through WORK/cowfs-links/KEY."""

@@ -106,7 +106,7 @@ def test_whiteout_and_shadow_are_kept(overlay_pair):
     ])
     out.assert_same()
     c = out.cowfs
-    assert c[2]["ok"]["nlink"] == 6  # the lower's count, as the kernel shows it
+    assert c[2]["ok"]["nlink"] == 2  # the unlink copied it up: a and k are left in the view
     assert c[5] == {"ok": "A"} and c[6] == {"ok": "upper c\n"}
     assert c[10]["ok"]["nlink"] == c[11]["ok"]["nlink"] == 2  # a and k
     assert c[10]["ok"]["ino"] == c[11]["ok"]["ino"] == "op2"
@@ -226,3 +226,21 @@ def test_kill_between_the_names(harness):
         assert got[3] == got[5] == {"ok": "copied\n"}, (first, got)
         tree = overlay.dump_tree(lay.upper, user=False)
         assert tree["a"]["ino"] == tree["b"]["ino"], first
+
+
+def test_removing_a_name_counts_the_others(overlay_pair):
+    """Unlinking a name of a lower hard link, or renaming over it: the names left show one link
+    fewer. The kernel with index=on copies the object up first to count them; so does cowfs
+    (a snapshot lower's files, of one name in their layer, are not copied for that)."""
+    lower = {"a": File("A\n"), "d/b": Hardlink("a"), "c": Hardlink("a"), "x": "x\n",
+             "s": Symlink("x"), "s2": Hardlink("s")}
+    pair = overlay_pair(lower, **INDEX)
+    out = pair.run([
+        ["lstat", "a"], ["unlink", "d/b"], ["lstat", "a"], ["lstat", "c"],
+        ["rename", "x", "c"], ["lstat", "a"], ["read_file", "a"], ["read_file", "c"],
+        ["unlink", "s"], ["lstat", "s2"], ["listdir", "."], ["listdir", "d"],
+    ])
+    out.assert_same()
+    k = out.kernel
+    assert k[0]["ok"]["nlink"] == 3 and k[2]["ok"]["nlink"] == 2 and k[5]["ok"]["nlink"] == 1
+    assert k[5]["ok"]["ino"] == "op0" and k[9]["ok"]["nlink"] == 1
