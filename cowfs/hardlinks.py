@@ -97,7 +97,7 @@ class LowerLinks:
             self._fd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         return self._fd
 
-    def pending(self) -> list[bytes]:
+    def pending(self) -> list[str]:
         """Copies left by a kill before all their names were linked."""
         if self._dir is None or not os.path.isdir(self._dir):
             return []
@@ -170,10 +170,16 @@ def finish(ov) -> None:
         except (ValueError, IndexError):
             log.warning("%s/%r: not a copy of a lower hard link, removed", LINKS_DIR, key)
         else:
-            names = links.names_now(layer, dev, ino)
-            link_names(ov, key, _from_pending(links.fd, key), names, None)
-            log.info("linked the names of %r a kill had left (%d in its layer)", key,
-                     len(names))
+            try:
+                st = os.stat(key, dir_fd=links.fd, follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode):  # a kill may have come before its record
+                    ov.note_origin(st, key)
+                names = links.names_now(layer, dev, ino)
+                link_names(ov, key, _from_pending(links.fd, key), names, None)
+                log.info("linked the names of %r a kill had left (%d in its layer)", key,
+                         len(names))
+            except OSError as e:
+                log.warning("%s/%r: names not linked: %s", LINKS_DIR, key, e)
         try:
             os.unlink(key, dir_fd=links.fd)
         except OSError as e:
