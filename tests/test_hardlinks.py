@@ -244,3 +244,38 @@ def test_removing_a_name_counts_the_others(overlay_pair):
     k = out.kernel
     assert k[0]["ok"]["nlink"] == 3 and k[2]["ok"]["nlink"] == 2 and k[5]["ok"]["nlink"] == 1
     assert k[5]["ok"]["ino"] == "op0" and k[9]["ok"]["nlink"] == 1
+
+
+def test_mount_finishes_a_link_up_a_kill_left(harness):
+    """The copy waits in WORK/cowfs-links/KEY while its names are linked: after a kill there
+    (one name linked, others not), the next mount links the rest before it serves anything, so
+    even the first read of a name not yet linked shows the copy."""
+    lay = overlay.make_layers("pending", [{"a": File("A\n"), "b": Hardlink("a"),
+                                           "d/c": Hardlink("a"), "s": Symlink("a"),
+                                           "s2": Hardlink("s")}])
+    st = os.lstat(os.path.join(lay.lowers[0], "a"))
+    sst = os.lstat(os.path.join(lay.lowers[0], "s"))
+    links = os.path.join(lay.work, "cowfs-links")
+    os.mkdir(links, 0o700)
+    key = "l:0:%d:%d" % (st.st_dev, st.st_ino)
+    pending = os.path.join(links, key)
+    with open(pending, "w") as f:
+        f.write("copied\n")
+    os.setxattr(pending, "user.overlay.cowfs.origin", key.encode())
+    os.link(pending, os.path.join(lay.upper, "b"))  # killed after the first name
+    os.symlink("a", os.path.join(links, "l:0:%d:%d" % (sst.st_dev, sst.st_ino)))
+    for p in [links, pending, os.path.join(lay.upper, "b")]:
+        os.chown(p, harness.uid, harness.gid, follow_symlinks=False)
+    os.lchown(os.path.join(links, "l:0:%d:%d" % (sst.st_dev, sst.st_ino)), harness.uid,
+              harness.gid)
+    with overlay.mount(harness.impl, lay) as m:
+        got = overlay.run_ops(m.mnt, [["read_file", "d/c"], ["read_file", "a"], ["lstat", "a"],
+                                      ["lstat", "d/c"], ["lstat", "b"], ["lstat", "s"],
+                                      ["lstat", "s2"]])
+    assert got[0] == got[1] == {"ok": "copied\n"}
+    assert [got[i]["ok"]["ino"] for i in (3, 4)] == ["op2"] * 2 and got[2]["ok"]["nlink"] == 3
+    assert got[5]["ok"]["ino"] == got[6]["ok"]["ino"] and got[5]["ok"]["nlink"] == 2
+    assert os.listdir(links) == []
+    tree = overlay.dump_tree(lay.upper, user=False)
+    assert tree["a"]["ino"] == tree["b"]["ino"] == tree["d/c"]["ino"]
+    assert tree["s"]["ino"] == tree["s2"]["ino"]
