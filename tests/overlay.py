@@ -1083,6 +1083,27 @@ def _names_lower_link(ctx: Context, path: str | None) -> bool:
     return st is not None and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1
 
 
+def _index_counts_hidden_names(d: Diff, ctx: Context) -> bool:
+    """st_nlink of a copied-up lower hard link: the kernel's (with index=on) is higher than
+    cowfs's and at most the lower inode's own count."""
+    if not (_field(d) == "nlink" and isinstance(d.kernel, int) and isinstance(d.cowfs, int)
+            and d.cowfs < d.kernel and d.path and ctx.cowfs_upper):
+        return False
+    try:
+        origin = os.getxattr(os.path.join(ctx.cowfs_upper, d.path), "user.overlay.cowfs.origin",
+                             follow_symlinks=False).decode()
+        _, index, dev, ino = origin.split(":")[:4]
+        lower = ctx.lowers[int(index)]
+    except (OSError, ValueError, IndexError):
+        return False
+    for top, dirs, files in os.walk(lower):
+        for n in files:
+            st = os.lstat(os.path.join(top, n))
+            if (st.st_dev, st.st_ino) == (int(dev), int(ino)):
+                return d.kernel <= st.st_nlink
+    return False
+
+
 def _lower_hardlink_renamed_over_itself(d: Diff, ctx: Context) -> bool:
     """A name of a lower hard link renamed over another name of it: the kernel copied it up
     and renamed (a whiteout at the source, the copy at the target), cowfs did nothing. So: a
@@ -1236,6 +1257,17 @@ EXPECTED_DIFFERENCES: tuple[Expected, ...] = (
         "holding the path) and is in the cowfs upper, or that is in the cowfs upper as a hard "
         "link of such a path (a link made through the mount to a lower hard link).",
         _lower_hardlink_copyup,
+    ),
+    Expected(
+        "index-nlink-hidden-names",
+        "st_nlink of a lower hard link after its copy-up, against the kernel as root with "
+        "index=on (the reference for lower hard links): the kernel keeps counting the lower "
+        "names that the upper hides (shadowed by an upper entry, whited out, under an opaque "
+        "dir), which no one can find through the mount; cowfs counts the names the merged "
+        "view shows, all of them links of its copy. Matches only an nlink where the kernel's "
+        "is higher than cowfs's and at most the lower inode's own count, of a path whose cowfs "
+        "upper object is the copy of that lower inode (its ORIGIN).",
+        _index_counts_hidden_names,
     ),
     Expected(
         "lower-hardlink-rename",
