@@ -279,3 +279,16 @@ def test_mount_finishes_a_link_up_a_kill_left(harness):
     tree = overlay.dump_tree(lay.upper, user=False)
     assert tree["a"]["ino"] == tree["b"]["ino"] == tree["d/c"]["ino"]
     assert tree["s"]["ino"] == tree["s2"]["ino"]
+
+
+def test_unlink_of_an_unreadable_lower_hard_link(overlay_pair):
+    """A lower hard link the mounting user cannot read cannot be copied up rootless (README):
+    unlinking one of its names only whites it out, and the name left shows the lower's count,
+    as on the rootless kernel (which does not copy up for an unlink)."""
+    lower = {"d": Dir({"secret": File("s\n", mode=0o600, owner="root"),
+                       "again": Hardlink("d/secret")})}
+    pair = overlay_pair(lower)
+    out = pair.run([["lstat", "d/again"], ["unlink", "d/secret"], ["lstat", "d/again"],
+                    ["listdir", "d"]])
+    out.assert_same()
+    assert out.cowfs[1] == {"ok": None} and out.cowfs[2]["ok"]["nlink"] == 2
