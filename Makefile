@@ -12,8 +12,10 @@ TEST_USER ?= cowfs-test
 TEST_TIMEOUT ?= 1800
 PYTEST_ARGS ?=
 # docker-registry: the real OCI registry tests/test_registry.py and bench/registry.py start
+# npm (with node; `cowfs snapshot build --kind npm`, tests/test_snapshot_npm.py, bench/npmcache.py)
+# is installed by `deps` only when missing: a node from elsewhere brings its own npm
 APT_PACKAGES := fuse3 libfuse3-dev pkg-config attr fuse-overlayfs stress-ng gcc python3-dev python3-venv \
-  strace docker-registry
+  strace docker-registry zstd
 # how long `make fuzz` runs the differential fuzzer, and its seed (empty: a fresh one)
 FUZZ_SECONDS ?= 600
 SEED ?=
@@ -29,6 +31,8 @@ BENCH_ARGS ?=
 PERREQ_ARGS ?=
 # extra arguments for `python -m bench.pipcache`, e.g. PIPCACHE_ARGS="--rounds 3 --variants cache,empty"
 PIPCACHE_ARGS ?=
+# extra arguments for `python -m bench.npmcache`, e.g. NPMCACHE_ARGS="--rounds 3 --variants offline,empty"
+NPMCACHE_ARGS ?=
 
 # ./.venv if others can reach it, else a world-readable place outside the checkout
 ifndef VENV
@@ -41,7 +45,8 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo 1)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all deps venv test demo clean testenv fuzz crash soak bench bench-perreq bench-pipcache
+.PHONY: all deps venv test demo clean testenv fuzz crash soak bench bench-perreq bench-pipcache \
+  bench-npmcache
 
 all: venv
 
@@ -56,6 +61,8 @@ deps:
 	command -v stress-ng >/dev/null || missing="$$missing stress-ng"; \
 	command -v gcc >/dev/null || missing="$$missing gcc"; \
 	[ -x /usr/bin/docker-registry ] || missing="$$missing docker-registry"; \
+	command -v zstd >/dev/null || missing="$$missing zstd"; \
+	{ command -v npm >/dev/null && command -v node >/dev/null; } || missing="$$missing npm"; \
 	[ -f "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)/Python.h" ] || missing="$$missing python3-dev"; \
 	$(PY) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	command -v setpriv >/dev/null && command -v unshare >/dev/null || missing="$$missing util-linux"; \
@@ -141,6 +148,13 @@ bench-perreq: deps venv testenv
 # in bench/results/pipcache/. Needs the index (PyPI) reachable through pip.
 bench-pipcache: deps venv testenv
 	@cd '$(CURDIR)' && timeout -k 30 3600 $(VENV)/bin/python -m bench.pipcache $(PIPCACHE_ARGS)
+
+# npm install of popular packages (bench/npmcache-packages.txt) into a fresh project: with a
+# sandbox over a `cowfs snapshot build --kind npm` snapshot as ~/.npm (offline, prefer-offline,
+# plain) and with an empty cache (bench/npmcache.py, README "Benchmarks"); results in
+# bench/results/npmcache/. Needs the npm registry reachable through npm.
+bench-npmcache: deps venv testenv
+	@cd '$(CURDIR)' && timeout -k 30 3600 $(VENV)/bin/python -m bench.npmcache $(NPMCACHE_ARGS)
 
 # --- demo -------------------------------------------------------------------------------------
 demo: deps venv $(if $(IS_ROOT),testenv)

@@ -24,16 +24,17 @@ async def apply_setattr(ov: Overlay, node: Node, attr: pyfuse3.EntryAttributes,
     # ftruncate(2) or open(O_TRUNC), not truncate(2); a copy-up that skipped the data (a lower
     # file truncated to 0 needs none) makes the size change itself: times as ftruncate sets them
     named = handle is not None
-    if fields.update_size and attr.st_size == 0 and not node.upper:
+    if fields.update_size and attr.st_size == 0 and (not node.upper or node.data is not None):
         named = named or ov.stat(node).st_size != 0
         await copy_up(ov, node, data=False)
     else:
-        await copy_up(ov, node)
-    if handle is None:
+        await copy_up(ov, node, meta=not fields.update_size)
+    if handle is None or not handle.upper:
         # the kernel names a handle for ftruncate only: fchmod, futimens, a write clearing
         # setuid come without one. Any of the object's descriptors will do, and needs no path
-        # walk (the file may be unlinked, its directory may have lost search permission).
-        handle = next((h for h in node.handles if h.fd is not None), None)
+        # walk (the file may be unlinked, its directory may have lost search permission); not
+        # one of a metacopy file's lower data.
+        handle = next((h for h in node.handles if h.fd is not None and h.upper), None)
     fd = handle.fd if handle is not None else None  # read after copy-up: it may reopen it
     if fd is None and not node.aliases and node.pin is not None:
         # unlinked, and not a file of ours open (a fifo, a removed dir): its O_PATH pin
@@ -160,7 +161,7 @@ def listxattr(ov: Overlay, node: Node) -> list[bytes]:
 async def setxattr(ov: Overlay, node: Node, name: bytes, value: bytes) -> None:
     if _virtual(ov, node, name):
         raise OSError(errno.EPERM, "read-only attribute")
-    await copy_up(ov, node)
+    await copy_up(ov, node, meta=True)
     ov.writable.setxattr(ov.path_of(node), markers.to_disk_xattr(name), value)
 
 
@@ -169,7 +170,7 @@ async def removexattr(ov: Overlay, node: Node, name: bytes) -> None:
         raise OSError(errno.EPERM, "read-only attribute")
     # a name that is not there gives ENODATA without a copy-up, as in the kernel
     getxattr(ov, node, name)
-    await copy_up(ov, node)
+    await copy_up(ov, node, meta=True)
     ov.writable.removexattr(ov.path_of(node), markers.to_disk_xattr(name))
 
 

@@ -7,10 +7,10 @@ offline tools `cowfs diff` and `cowfs fsck`, sandboxes, and the shared cache sna
     cowfs SOURCE MOUNTPOINT -o OPTS          (what mount.fuse3 runs for `mount -t fuse.cowfs`)
     cowfs umount [-z] [--abort] MOUNTPOINT
     cowfs diff --upper U --lower A [--lower B ...] [--json]  |  cowfs diff MOUNTPOINT [--json]
-    cowfs fsck --upper U [--work W] [--repair]
+    cowfs fsck --upper U [--work W] [--lower A ...] [--repair]
     cowfs sandbox mount|reset|umount ...     (a private view of a shared snapshot: sandbox.py)
-    cowfs snapshot build ROOT [--requirements FILE | --top N --stats FILE] [--find-links DIR]
-                             [--no-index] [--python PY]
+    cowfs snapshot build ROOT [--kind pip|npm] [--requirements FILE | --top N --stats FILE]
+                             [--find-links DIR] [--no-index] [--python PY]   (pip only)
     cowfs snapshot push SNAPSHOT REGISTRY/REPO:TAG   (an OCI registry: registry.py)
     cowfs snapshot pull REGISTRY/REPO:TAG ROOT
     cowfs snapshot gc ROOT [--keep N]        (old snapshots and unused store objects: collect.py)
@@ -24,7 +24,9 @@ nothing created, mounted or removed).
 
 -o options (comma separated; `\\,` and `\\:` escape a comma or colon inside a path, as in kernel
 overlayfs):
-  lowerdir=A:B  upperdir=U  workdir=W      the layers (like --lower/--upper/--work)
+  lowerdir=A:B  upperdir=U  workdir=W      the layers (like --lower/--upper/--work); a lower may
+                                           be an OCI layer tarball (gzip, zstd or tar)
+  layer_store=DIR                          where tarball lowers are unpacked (like --layer-store)
   ro / rw                                  read-only merged view / read-write (the default)
   debug                                    log every request (like --debug)
   debug_fuse                               also libfuse's own per-request trace (like --debug-fuse)
@@ -32,6 +34,7 @@ overlayfs):
   allow_other                              let other users in (root: always on)
   own_lowers                               show lower objects as the mounting user's, with the
                                            owner's write bit (like --own-lowers)
+  metacopy=on|off                          metadata-only copy-up (like --metacopy; default off)
   fsname=NAME                              the source shown in the mount table (default cowfs)
   default_permissions, userxattr           accepted; always in effect
   nosuid nodev noexec noatime sync dirsync ... (mount flags libfuse knows) passed on to the kernel
@@ -50,7 +53,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import __version__
-from .config import UsageError, build_config, check_log_file, default_work_dir, require_dir
+from .config import (MountConfig, UsageError, build_config, check_log_file, default_work_dir,
+                     overlaps, require_dir)
 
 PROG = "cowfs"
 COMMANDS = ("mount", "umount", "unmount", "diff", "fsck", "sandbox", "snapshot", "verify",
@@ -74,7 +78,7 @@ IGNORED = frozenset(
 IGNORED_PREFIXES = ("x-", "comment=")
 #: Kernel overlayfs options cowfs does not take: named in the error message.
 KERNEL_OVERLAY_ONLY = frozenset(
-    "redirect_dir index metacopy xino nfs_export volatile uuid verity".split()
+    "redirect_dir index xino nfs_export volatile uuid verity".split()
 )
 
 
@@ -132,6 +136,8 @@ class MountOptions:
     debug_fuse: bool = False
     allow_other: bool = False
     own_lowers: bool = False
+    metacopy: bool = False
+    layer_store: str | None = None
     log: str | None = None
     fsname: str | None = None
     fuse: set[str] = field(default_factory=set)
@@ -180,6 +186,14 @@ def parse_o_options(groups: list[str]) -> MountOptions:
                 mo.allow_other = True
             elif raw == "own_lowers":
                 mo.own_lowers = True
+            elif key == "metacopy" and eq:
+                if value not in ("on", "off"):
+                    raise UsageError(f"option metacopy={value}: on or off")
+                mo.metacopy = value == "on"
+            elif key == "layer_store" and eq:
+                if value == "":
+                    raise UsageError("option layer_store is empty")
+                mo.layer_store = unescape(value)
             elif key == "log" and eq:
                 if value == "":
                     raise UsageError("option log is empty")
@@ -227,7 +241,11 @@ def _build_parser() -> _Parser:
     )
     m.add_argument("mountpoint", metavar="MOUNTPOINT")
     m.add_argument("--lower", action="append", metavar="DIR", default=[],
-                   help="read-only layer; repeat for more, top first")
+                   help="read-only layer; repeat for more, top first. An OCI layer tarball "
+                   "(gzip, zstd or tar) is unpacked once into the layer store and used")
+    m.add_argument("--layer-store", metavar="DIR",
+                   help="where layer tarballs are unpacked, by digest (default: "
+                   "$XDG_CACHE_HOME/cowfs or ~/.cache/cowfs; a snapshot root shares its store)")
     m.add_argument("--upper", metavar="DIR", help="writable layer receiving every change")
     m.add_argument("--work", metavar="DIR",
                    help="scratch dir on the upper's filesystem "
@@ -242,6 +260,9 @@ def _build_parser() -> _Parser:
                    help="show lower objects as the mounting user's, with the owner's write bit: "
                    "a read-only tree of another user's becomes a writable one of your own (its "
                    "copies in the upper keep that)")
+    m.add_argument("--metacopy", action="store_true",
+                   help="metadata-only copy-up: chmod, chown, utimens or setxattr of a lower file "
+                   "copies no data until the first data change (kernel overlayfs metacopy=on)")
     m.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
     m.add_argument("-d", "--debug", action="store_true", help="log every request")
     m.add_argument("--debug-fuse", action="store_true", help="also print libfuse's request trace")
@@ -274,7 +295,10 @@ def _build_parser() -> _Parser:
                    help="a live cowfs mount: diff the layers it uses")
     d.add_argument("--upper", metavar="DIR", help="the upper directory to diff")
     d.add_argument("--lower", action="append", metavar="DIR", default=[],
-                   help="its lower directory; repeat for more, top first")
+                   help="its lower directory; repeat for more, top first. A layer tarball "
+                   "stands for its unpacked layer in the layer store (diff unpacks nothing)")
+    d.add_argument("--layer-store", metavar="DIR",
+                   help="where tarball lowers were unpacked (as for cowfs mount)")
     d.add_argument("--json", action="store_true",
                    help='a JSON array of {"path", "kind": added|modified|deleted, "type": '
                    'file|dir|symlink|fifo|socket|char-device|block-device}')
@@ -286,11 +310,15 @@ def _build_parser() -> _Parser:
             "Reports, one line each: leftovers of interrupted copy-ups and whiteouts in "
             "WORK/work, character devices other than 0:0 and OCI .wh.* names in the upper, "
             "malformed user.overlay.opaque and user.overlay.cowfs.origin xattrs and unknown "
-            "user.overlay.* names. Refuses while the upper is mounted. Exit 0: clean; 1: "
+            "user.overlay.* names; with --lower, metadata-only copy-ups whose lower data is "
+            "gone. Refuses while the upper is mounted. Exit 0: clean; 1: "
             "problems found (or left after --repair)."
         ),
     )
     f.add_argument("--upper", metavar="DIR", required=True, help="the upper directory")
+    f.add_argument("--lower", metavar="DIR", action="append",
+                   help="its lower directory (repeat, top first): also check that the lower "
+                   "data of every metadata-only copy-up (-o metacopy=on) is there")
     f.add_argument("--work", metavar="DIR",
                    help="its work dir (default: UPPER_PARENT/.UPPER.cowfs-work, if it exists)")
     f.add_argument("--repair", action="store_true",
@@ -299,33 +327,38 @@ def _build_parser() -> _Parser:
                    "shows is never touched")
     _add_sandbox_parser(sub)
 
-    s = sub.add_parser("snapshot", help="build a shared cache snapshot (pip cache + wheelhouse)")
+    s = sub.add_parser("snapshot", help="build a shared cache snapshot (pip, npm)")
     ssub = s.add_subparsers(dest="snapshot_command", metavar="SUBCOMMAND")
     b = ssub.add_parser(
         "build",
         help="build a new snapshot under ROOT and point ROOT/current at it",
         description=(
-            "Run pip wheel on the requirements with its cache in a new snapshot dir: "
-            "ROOT/snapshots/<id>/{pip,wheels,requirements.txt,MANIFEST,MANIFEST.xxh3}, read-only. "
-            "ROOT/current switches to it atomically when it is complete; old snapshots stay. "
+            "Run pip wheel (--kind pip) or npm install (--kind npm) on the list with its cache "
+            "in a new snapshot dir: ROOT/snapshots/<id>/{pip,wheels,requirements.txt} or "
+            "{npm,npm-packages.txt}, with MANIFEST and MANIFEST.xxh3, read-only; the other "
+            "kinds' entries of the current snapshot are kept. ROOT/current switches to it "
+            "atomically when it is complete; old snapshots stay. "
             "With --top N --stats FILE: the N most downloaded projects that build, each with a "
-            "pip wheel of its own; those that fail are left out, listed with pip's reason in "
-            "BUILD.json."
+            "run of its own; those that fail are left out, listed with the tool's reason in "
+            "BUILD.json (npm: npm-BUILD.json)."
         ),
     )
     b.add_argument("root", metavar="ROOT")
+    b.add_argument("--kind", default="pip", metavar="KIND",
+                   help="which cache: pip (default) or npm")
     b.add_argument("-r", "--requirements", metavar="FILE",
-                   help="pip requirements, one per line (default: the list shipped with cowfs)")
+                   help="pip requirements or npm package specs, one per line (default: the "
+                   "kind's list shipped with cowfs)")
     b.add_argument("--top", type=int, metavar="N",
                    help="build the N most downloaded projects of --stats that build here")
     b.add_argument("--stats", metavar="FILE",
                    help="download counts: CSV with the header project,downloads")
-    b.add_argument("--find-links", action="append", metavar="DIR", default=[],
-                   help="also take wheels and sdists from DIR (repeatable)")
-    b.add_argument("--no-index", action="store_true",
-                   help="do not use the package index (offline, with --find-links)")
-    b.add_argument("--python", metavar="PY", default=sys.executable,
-                   help="the python whose pip runs (default: %(default)s)")
+    b.add_argument("--find-links", action="append", metavar="DIR",
+                   help="pip: also take wheels and sdists from DIR (repeatable)")
+    b.add_argument("--no-index", action="store_true", default=None,
+                   help="pip: do not use the package index (offline, with --find-links)")
+    b.add_argument("--python", metavar="PY",
+                   help=f"pip: the python whose pip runs (default: {sys.executable})")
     g = ssub.add_parser(
         "gc",
         help="remove old snapshots and the store objects no snapshot uses",
@@ -411,7 +444,7 @@ def _add_sandbox_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--state", required=True, metavar="DIR",
                    help="the sandbox's own directory (upper, work, records)")
     m.add_argument("--subdir", metavar="SUB",
-                   help="mount SNAPSHOT/SUB instead of the whole snapshot (e.g. pip)")
+                   help="mount SNAPSHOT/SUB instead of the whole snapshot (e.g. pip, npm)")
     r = acts.add_parser("reset", help="drop every change of a sandbox (it must not be mounted)")
     r.add_argument("state", metavar="DIR")
     u = acts.add_parser("umount", aliases=["unmount"], help="unmount a sandbox (cowfs umount)")
@@ -455,18 +488,25 @@ def _cmd_mount(args: argparse.Namespace) -> int:
     fsname = mo.fsname or args.source or "cowfs"
     read_only = args.ro or bool(mo.read_only)
 
-    cfg = build_config(
-        lowers=lowers,
-        upper=upper,
-        work=work,
-        mountpoint=args.mountpoint,
-        read_only=read_only,
-        allow_other=args.allow_other or mo.allow_other,
-        own_lowers=args.own_lowers or mo.own_lowers,
-        debug=debug,
-        fsname=fsname,
-        extra_fuse_options=mo.fuse,
-    )
+    def config(lowers: list[str], layer_files: bool):
+        return build_config(
+            lowers=lowers,
+            upper=upper,
+            work=work,
+            mountpoint=args.mountpoint,
+            read_only=read_only,
+            allow_other=args.allow_other or mo.allow_other,
+            own_lowers=args.own_lowers or mo.own_lowers,
+            metacopy=args.metacopy or mo.metacopy,
+            debug=debug,
+            fsname=fsname,
+            extra_fuse_options=mo.fuse,
+            layer_files=layer_files,
+        )
+
+    cfg = config(lowers, True)  # every check first: bad input unpacks nothing
+    if not all(os.path.isdir(low) for low in cfg.lowers):
+        cfg = config(_unpack_layers(cfg, args.layer_store or mo.layer_store), False)
     from .mount import run  # noqa: PLC0415 - keeps `cowfs --help` free of pyfuse3/trio imports
 
     return run(
@@ -476,6 +516,28 @@ def _cmd_mount(args: argparse.Namespace) -> int:
         debug_fuse=debug_fuse,
         ignored_options=tuple(mo.ignored),
     )
+
+
+def _unpack_layers(cfg: MountConfig, layer_store: str | None) -> list[str]:
+    """The lowers with each layer tarball replaced by its unpacked dir (layertar.py)."""
+    from . import layertar  # noqa: PLC0415
+    from .mount import MountError  # noqa: PLC0415
+
+    root = layertar.check_store(layer_store or layertar.default_store())
+    for what, path in (("upper", cfg.upper), ("work", cfg.work), ("mountpoint", cfg.mountpoint)):
+        if path is not None and overlaps(root, path):
+            raise UsageError(f"layer store {root} overlaps the {what} {path}")
+    out = []
+    for low in cfg.lowers:
+        if os.path.isdir(low):
+            out.append(low)
+            continue
+        try:
+            out.append(layertar.unpack(root, low, _say))
+        except OSError as e:
+            where = f"{os.fsdecode(e.filename)}: " if e.filename is not None else ""
+            raise MountError(f"layer {low}: cannot unpack: {where}{e.strerror}") from None
+    return out
 
 
 def _cmd_umount(args: argparse.Namespace) -> int:
@@ -498,6 +560,12 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         raise UsageError("--upper needs at least one --lower")
     else:
         lowers, upper = args.lower, args.upper
+        if any(os.path.isfile(low) for low in lowers):
+            from . import layertar  # noqa: PLC0415
+
+            root = args.layer_store or layertar.default_store()
+            lowers = [layertar.unpacked(root, low) if os.path.isfile(low) else low
+                      for low in lowers]
     upper, lowers = diff.layer_dirs(upper, lowers)
     found = diff.changes(upper, lowers) if upper is not None else []  # no upper: no change
     sys.stdout.buffer.write(diff.render(found, args.json))
@@ -514,10 +582,13 @@ def _cmd_fsck(args: argparse.Namespace) -> int:
     else:  # the default one is checked if it is there: a kernel upper may have none
         work = default_work_dir(upper)
         work = work if os.path.isdir(work) else None
+    lowers = None
+    if args.lower:
+        lowers = [require_dir("lower directory", p) for p in args.lower]
     busy = fsck.in_use(upper, work)
     if busy is not None:
         raise UsageError(f"upper directory {args.upper} is in use ({busy}): unmount it first")
-    status = fsck.fsck(upper, work, args.repair, sys.stdout.buffer.write)
+    status = fsck.fsck(upper, work, args.repair, sys.stdout.buffer.write, lowers)
     sys.stdout.flush()
     return status
 
@@ -528,6 +599,7 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
                          "(see cowfs snapshot --help)")
     if args.snapshot_command == "gc":
         return _cmd_gc(args)
+    from . import kinds  # noqa: PLC0415
     from .snapshot import SnapshotError, build  # noqa: PLC0415 - only this command needs it
 
     def say(line: str) -> None:
@@ -535,8 +607,12 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
 
     try:
         if args.snapshot_command == "build":
-            built = build(args.root, args.requirements, args.find_links, args.no_index,
-                          args.python, say=say, top=args.top, stats=args.stats)
+            given = {name: getattr(args, name) for name in ("python", "find_links", "no_index")
+                     if getattr(args, name) is not None}
+            if "find_links" in given:
+                given["find_links"] = tuple(given["find_links"])
+            built = build(args.root, kinds.make(args.kind, given), args.requirements, say=say,
+                          top=args.top, stats=args.stats)
             print(f"snapshot {built.path}: {built.files} files, {built.bytes} bytes, "
                   f"{built.seconds:.1f} s")
             return 0

@@ -3,7 +3,9 @@ objects no snapshot links.
 
 Kept: ROOT/current's snapshot, the N newest (by build time, which their id starts with), and
 every snapshot a mounted sandbox uses. Removed: the other snapshots, the dirs of killed builds
-(.building-*) and of a killed gc (.deleting-*), and the store's garbage (store.garbage).
+(.building-*) and of a killed gc (.deleting-*), what killed layer unpacks left in
+ROOT/layers/tmp (a ROOT that is also a layer store, layertar.py), and the store's garbage
+(store.garbage). Objects an unpacked layer links have more than one link: they stay.
 
 Why nothing in use goes, without trusting any file a dead process may have left:
 - A sandbox holds a shared flock(2) on its snapshot dir for as long as its daemon runs
@@ -13,9 +15,10 @@ Why nothing in use goes, without trusting any file a dead process may have left:
   sandbox, once it holds its lock, checks that the path it resolved still names the dir it
   locked: a mount racing with gc either locks first (gc keeps the snapshot) or finds the path
   gone (and resolves ROOT/current again, or refuses a snapshot dir that no longer exists).
-- gc holds ROOT's lock exclusively for its whole run (store.root_lock), builds and pulls hold it
-  shared: so an object with st_nlink 1 is not one about to be linked, a .building-* dir is a
-  killed build's, and `current` does not move under gc.
+- gc holds ROOT's lock exclusively for its whole run (store.root_lock), builds, pulls and layer
+  unpacks hold it shared: so an object with st_nlink 1 is not one about to be linked, a
+  .building-* dir is a killed build's, a layers/tmp entry a killed unpack's, and `current` does
+  not move under gc.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import manifest, snapshot, store
+from . import layertar, manifest, snapshot, store
 from .config import UsageError
 
 DELETING_PREFIX = ".deleting-"
@@ -90,6 +93,9 @@ def collect(root: str, keep: int, say: Callable[[str], None] = print) -> Collect
                 done.removed.append(name)
                 done.bytes += freed
                 say(f"gc: removed {snapshot.SNAPSHOTS}/{name}")
+        for path in layertar.leftovers(root):
+            layertar.remove_tree(path)
+            say(f"gc: removed {os.path.relpath(path, root)}")
         for path, size in store.garbage(root):
             os.unlink(path)
             done.objects += 1

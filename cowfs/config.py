@@ -59,6 +59,7 @@ class MountConfig:
     allow_other: bool = False
     fuse_options: frozenset[str] = field(default_factory=frozenset)
     own_lowers: bool = False  # lower objects shown as the mounting user's, owner-writable
+    metacopy: bool = False  # metadata-only copy-up (user.overlay.metacopy), as kernel metacopy=on
 
     @property
     def read_only(self) -> bool:
@@ -357,16 +358,20 @@ def build_config(
     read_only: bool = False,
     allow_other: bool = False,
     own_lowers: bool = False,
+    metacopy: bool = False,
     debug: bool = False,
     fsname: str = "cowfs",
     extra_fuse_options: Iterable[str] = (),
     is_root: bool | None = None,
     check_fuse: bool = True,
+    layer_files: bool = False,
 ) -> MountConfig:
     """Check everything the user gave and return the MountConfig, or raise UsageError.
 
     Creates nothing. Order of checks: layers, mountpoint, work dir, FUSE availability.
     `extra_fuse_options` are kernel mount flags passed on to libfuse (nosuid, noatime, ...).
+    LAYER_FILES: a lower may be a layer tarball (checked by its magic), kept as its path; the
+    caller unpacks it (layertar.unpack) and builds the config again with the unpacked dirs.
     """
     if is_root is None:
         is_root = os.geteuid() == 0
@@ -377,7 +382,13 @@ def build_config(
         raise UsageError("no lower directory given (use --lower DIR or -o lowerdir=DIR)")
     real_lowers: list[str] = []
     for lower in lowers:
-        real = require_dir("lower directory", lower)
+        real = _real(lower) if lower else ""
+        if layer_files and real and os.path.isfile(real):
+            from . import layertar  # noqa: PLC0415 - a cycle: layertar raises UsageError
+
+            layertar.compression(real, lower)
+        else:
+            real = require_dir("lower directory", lower)
         for prev in real_lowers:
             if real == prev:
                 raise UsageError(f"lower directory {lower} is given twice")
@@ -466,4 +477,5 @@ def build_config(
         allow_other=allow_other,
         fuse_options=frozenset(opts),
         own_lowers=own_lowers,
+        metacopy=metacopy,
     )

@@ -16,7 +16,7 @@ import time
 
 import trio
 
-from . import hardlinks, markers
+from . import hardlinks, markers, metacopy
 from .inodes import Node
 from .layers import RENAME_NOREPLACE, Layer, UpperLayer
 from .overlay import Overlay
@@ -91,23 +91,29 @@ def _ensure_upper_dir(ov: Overlay, node: Node) -> None:
     ov.attrs_changed(node)  # now merged: its link count reads 1
 
 
-async def copy_up(ov: Overlay, node: Node, data: bool = True) -> None:
-    """Copy up a non-directory (data=False: as if truncated to size 0, for O_TRUNC)."""
-    if node.upper:
+async def copy_up(ov: Overlay, node: Node, data: bool = True, meta: bool = False) -> None:
+    """Copy up a non-directory (data=False: as if truncated to size 0, for O_TRUNC). META: only
+    its metadata is about to change: with -o metacopy=on a lower regular file gets a metadata-only
+    copy, and a metacopy file stays one; otherwise a metacopy file gets its data now."""
+    if node.upper and (node.data is None or meta):
         return
     if node.is_dir:
         ensure_upper_dir(ov, node)
         return
     async with node.lock:
-        if node.upper:
+        if node.upper and (node.data is None or meta):
             return  # another request did it while we waited
         if not node.aliases:
             raise OSError(errno.ENOENT, "unlinked")
+        if node.upper:
+            with _reachable(ov, node.aliases[0][0]):  # the metacopy file's dir
+                await _copy_up_data(ov, node, data)
+            return
         with _reachable(ov, node):
-            await _copy_up_file(ov, node, data)
+            await _copy_up_file(ov, node, data, meta and ov.metacopy)
 
 
-async def _copy_up_file(ov: Overlay, node: Node, data: bool) -> None:
+async def _copy_up_file(ov: Overlay, node: Node, data: bool, meta: bool) -> None:
     upper = ov.writable
     _ensure_parent(ov, node)
     lower = ov.lowers[node.lowers[0]]
@@ -115,9 +121,17 @@ async def _copy_up_file(ov: Overlay, node: Node, data: bool) -> None:
     st = lower.lstat(path)
     names = await ov.lower_links.names(lower, st)  # a lower hard link's, to link them all
     tmp = upper.temp_name()
+    metacopied = False
     try:
         if stat.S_ISREG(st.st_mode):
-            await _copy_file(upper, lower, path, tmp, st.st_size if data else 0)
+            size = st.st_size if data else 0
+            # a lower hard link's names are linked to a copy with its data (README)
+            metacopied = meta and size > 0 and not names
+            await _copy_file(upper, lower, path, tmp, size, with_data=not metacopied)
+            if metacopied and not metacopy.mark(tmp, upper):
+                metacopied = False  # no user xattrs on the upper: the data, then
+                os.unlink(tmp, dir_fd=upper.work_fd)
+                await _copy_file(upper, lower, path, tmp, size, with_data=True)
         elif stat.S_ISLNK(st.st_mode):
             os.symlink(lower.readlink(path), tmp, dir_fd=upper.work_fd)
         else:
@@ -139,10 +153,38 @@ async def _copy_up_file(ov: Overlay, node: Node, data: bool) -> None:
         upper.remove_in_work(tmp)
         raise
     node.upper = True
-    if not stat.S_ISREG(st.st_mode) and not names:
-        ov.note_origin(upper.lstat(path), node.key)
-    reopen_handles(ov, node)
+    if metacopied:
+        node.data = (node.lowers[0], path)  # open handles keep reading the lower data
+    else:
+        if not stat.S_ISREG(st.st_mode) and not names:
+            ov.note_origin(upper.lstat(path), node.key)
+        reopen_handles(ov, node)
     ov.attrs_changed(node)  # the copy's link count: the names the view shows
+
+
+async def _copy_up_data(ov: Overlay, node: Node, data: bool) -> None:
+    """A metacopy file gets its data (DATA=False: none, for O_TRUNC), assembled in the work dir
+    with the metadata of the metacopy file (not the lower's) and renamed over it: a kill leaves
+    the metacopy file as it was."""
+    upper = ov.writable
+    index, src = node.data
+    path = node.path()
+    st = upper.lstat(path)
+    tmp = upper.temp_name()
+    try:
+        await _copy_file(upper, ov.lowers[index], src, tmp, st.st_size if data else 0)
+        mtime = time.time_ns() if not data and st.st_size else None
+        _copy_meta(ov, upper, path, tmp, st, origin=node.key, mtime_ns=mtime)
+        if not node.aliases:
+            raise OSError(errno.ENOENT, "unlinked during copy-up")
+        path = node.path()  # a rename meanwhile moved it
+        _place(ov, upper, tmp, path, node.aliases[0][0], replace=True)
+    except BaseException:
+        upper.remove_in_work(tmp)
+        raise
+    node.data = None
+    reopen_handles(ov, node)
+    ov.attrs_changed(node)  # its blocks are its own now
 
 
 def _ensure_parent(ov: Overlay, node: Node) -> None:
@@ -151,14 +193,18 @@ def _ensure_parent(ov: Overlay, node: Node) -> None:
         _ensure_upper_dir(ov, parent)  # inside _reachable already
 
 
-async def _copy_file(upper: UpperLayer, lower: Layer, path: bytes, tmp: bytes, size: int) -> None:
+async def _copy_file(upper: UpperLayer, lower: Layer, path: bytes, tmp: bytes, size: int,
+                     with_data: bool = True) -> None:
+    """TMP in the work dir with PATH's first SIZE bytes (WITH_DATA=False: a hole of that size)."""
     src = lower.open_read(path)
     try:
         dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600,
                       dir_fd=upper.work_fd)
         try:
-            if size:
+            if size and with_data:
                 await trio.to_thread.run_sync(copy_data, src, dst, size)
+            elif size:
+                os.ftruncate(dst, size)
             await trio.to_thread.run_sync(os.fsync, dst)
         finally:
             os.close(dst)
@@ -247,12 +293,14 @@ def _try_xattr(proc: str, name: bytes, value: bytes) -> None:
         log.debug("copy-up: xattr %r not kept: %s", name, e)
 
 
-def _place(ov: Overlay, upper: UpperLayer, tmp: bytes, path: bytes, parent: Node) -> None:
-    """Rename from work into upper, leaving the parent's times as they were (as the kernel)."""
+def _place(ov: Overlay, upper: UpperLayer, tmp: bytes, path: bytes, parent: Node,
+           replace: bool = False) -> None:
+    """Rename from work into upper (REPLACE: over the object there), leaving the parent's times
+    as they were (as the kernel)."""
     ppath = parent.path()
     pst = upper.lstat(ppath)
     with upper.granted(ppath, stat.S_IWUSR | stat.S_IXUSR, pst):
-        upper.from_work(tmp, path, RENAME_NOREPLACE)
+        upper.from_work(tmp, path, 0 if replace else RENAME_NOREPLACE)
     upper.utime(ppath, (pst.st_atime_ns, pst.st_mtime_ns))
     ov.attrs_changed(parent)  # its ctime moved: the kernel's cached copy is stale
 
@@ -265,3 +313,6 @@ def reopen_handles(ov: Overlay, node: Node) -> None:
         fd = ov.upper.open(node.path(), os.O_RDONLY)
         old, handle.fd, handle.upper = handle.fd, fd, True
         os.close(old)
+        if handle.touch is not None:  # it was a metacopy file's
+            os.close(handle.touch)
+            handle.touch = None

@@ -13,7 +13,7 @@ import os
 import stat
 from typing import Callable
 
-from . import hardlinks, markers
+from . import hardlinks, markers, metacopy
 from .copyup import copy_up, ensure_upper_dir
 from .files import DROP_FLAGS
 from .inodes import Node
@@ -286,11 +286,11 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
         # may be held by a waiter that has not run yet: wait on it (copy_up of an object
         # already up returns at once, without yielding, and this loop would spin).
         if not src.upper:
-            await copy_up(ov, src)
+            await copy_up(ov, src, meta=True)
         elif src.busy():
             await _wait(src)
         elif dst is not None and exchange and not dst.upper:
-            await copy_up(ov, dst)
+            await copy_up(ov, dst, meta=True)
         elif dst is not None and not dst.upper and dst is not counted:
             counted = dst
             await _copied_for_link_count(ov, dst)
@@ -298,6 +298,9 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
             await _wait(dst)
         else:
             break
+    for moved in (src, dst if exchange else None):
+        if moved is not None and moved.data is not None:
+            metacopy.redirect_before_move(ov, moved)
     ensure_upper_dir(ov, pnew)
     old_path, new_path = pold.child_path(nold), pnew.child_path(nnew)
     if exchange:

@@ -17,13 +17,16 @@ DROP_FLAGS = os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_DIRECT
 
 
 class FileHandle:
-    __slots__ = ("fh", "node", "fd", "upper")
+    __slots__ = ("fh", "node", "fd", "upper", "touch")
 
     def __init__(self, fh: int, node: Node, fd: int | None, upper: bool):
         self.fh = fh
         self.node = node
         self.fd = fd
         self.upper = upper
+        # a metacopy file's upper, read with its lower data so that its atime moves as the
+        # kernel's overlay moves it (it touches the upper inode); None otherwise
+        self.touch: int | None = None
 
 
 class Handles:
@@ -46,6 +49,14 @@ class Handles:
         if flags & _WRITE_FLAGS or (flags & os.O_ACCMODE) != os.O_RDONLY:
             await copy_up(self.ov, node, data=not flags & os.O_TRUNC)
         path = self.ov.path_of(node)
+        if node.data is not None:  # a metacopy file, read: its lower's data
+            index, src = node.data
+            h = self.add(node, self.ov.lowers[index].open_read(src), upper=False)
+            try:
+                h.touch = self.ov.upper.open(path, os.O_RDONLY)
+            except PermissionError:
+                pass  # mode 0: the daemon may not read it either (the atime stays)
+            return h
         if node.upper:
             return self.add(node, self.ov.upper.open(path, flags))
         return self.add(node, self.ov.layer_of(node).open_read(path), upper=False)
@@ -55,10 +66,15 @@ class Handles:
         h.node.drop_handle(h)
         if h.fd is not None:
             os.close(h.fd)
+        if h.touch is not None:
+            os.close(h.touch)
         self.ov.table.maybe_drop(h.node)
 
     def read(self, fh: int, off: int, size: int) -> bytes:
-        return os.pread(self.by_fh[fh].fd, size, off)
+        h = self.by_fh[fh]
+        if h.touch is not None:
+            os.pread(h.touch, 1, 0)  # a hole: no I/O, only the atime (relatime rules)
+        return os.pread(h.fd, size, off)
 
     def write(self, fh: int, off: int, buf: bytes) -> int:
         return os.pwrite(self.by_fh[fh].fd, buf, off)

@@ -8,9 +8,11 @@ Problems found:
   names in the upper (only lowers read them: the kernel shows them as plain entries);
 - user.overlay.opaque other than "y" or on a non-directory, user.overlay.cowfs.origin on a
   non-regular file or not holding a lower object's key, and user.overlay.* names that neither
-  kernel overlayfs nor cowfs uses and that are not a user's escaped xattrs (user.overlay.overlay.*).
---repair removes only what no overlay reads: work-dir leftovers, opaque xattrs on non-directories
-and malformed origin xattrs. Everything else is part of what the merged view shows (or is not
+  kernel overlayfs nor cowfs uses and that are not a user's escaped xattrs (user.overlay.overlay.*);
+- user.overlay.metacopy (a metadata-only copy-up) on a non-regular file, or, with the lowers
+  given (--lower), on a file whose lower data is gone (a mount answers EIO for it).
+--repair removes only what no overlay reads: work-dir leftovers, opaque and metacopy xattrs on
+non-directories and non-files, and malformed origin xattrs. Everything else is part of what the merged view shows (or is not
 ours to judge): reported, never touched.
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import markers, namei
+from . import markers, metacopy, namei
 from .claim import same_dir
 from .config import FSTYPE, read_mountinfo
 from .diff import TYPES, read_layers, show_path
@@ -100,7 +102,9 @@ def _comm(pid: str) -> str:
         return "?"
 
 
-def check(up: _Upper, work_fd: int | None, work: str | None) -> list[Problem]:
+def check(up: _Upper, work_fd: int | None, work: str | None,
+          lowers: list[Layer] | None = None) -> list[Problem]:
+    """LOWERS (top first): also check that every metacopy file's lower data is there."""
     problems = []
     if work_fd is not None:
         scratch = os.fsencode(os.path.join(work, "work"))
@@ -124,7 +128,7 @@ def check(up: _Upper, work_fd: int | None, work: str | None) -> list[Problem]:
                 scratch + b"/" + name, "leftover of an interrupted copy-up or whiteout", "it",
                 lambda name=name: remove_tree(work_fd, name)))
     top = os.fsencode(up.path)
-    found = _xattr_problems(up, top, b".", stat.S_IFDIR)
+    found = _xattr_problems(up, top, b".", stat.S_IFDIR, lowers)
     todo = [b""]
     while todo:  # a stack, not recursion: any depth
         dirpath = todo.pop()
@@ -142,13 +146,14 @@ def check(up: _Upper, work_fd: int | None, work: str | None) -> list[Problem]:
                     path, f"OCI whiteout name in the upper ({what}): shown as it is (only "
                     "lowers read .wh.* markers)"))
             if kind in (stat.S_IFREG, stat.S_IFDIR):  # the only objects with user xattrs
-                found += _xattr_problems(up, path, rel, kind)
+                found += _xattr_problems(up, path, rel, kind, lowers)
             if kind == stat.S_IFDIR:
                 todo.append(rel + b"/")
     return problems + sorted(found, key=lambda p: p.path)
 
 
-def _xattr_problems(up: _Upper, path: bytes, rel: bytes, kind: int) -> list[Problem]:
+def _xattr_problems(up: _Upper, path: bytes, rel: bytes, kind: int,
+                    lowers: list[Layer] | None) -> list[Problem]:
     out = []
     for name in up.listxattr(rel):
         if not name.startswith(markers.PRIVATE) or name.startswith(markers.ESCAPED):
@@ -172,21 +177,41 @@ def _xattr_problems(up: _Upper, path: bytes, rel: bytes, kind: int) -> list[Prob
             elif not namei.is_origin_key(value := up.getxattr(rel, name)):
                 out.append(Problem(path, f"{shown} is {_text(value)!r}, not a lower object's key",
                                    "the xattr", remove))
+        elif name == markers.METACOPY:
+            if kind != stat.S_IFREG:
+                out.append(Problem(path, f"{shown} on a {TYPES[kind]}: only regular files are "
+                                   "metadata-only copy-ups", "the xattr", remove))
+            elif lowers is not None:
+                src = metacopy.data_path(rel, up.try_getxattr(rel, markers.REDIRECT))
+                if _lower_file(lowers, src) is None:
+                    out.append(Problem(path, f"metadata-only copy-up whose lower data "
+                                       f"({_text(src)}) is gone: reads as EIO"))
         elif name not in markers.KERNEL_PRIVATE:
             out.append(Problem(path, f"unknown overlay xattr {shown}: not one kernel overlayfs "
                                "or cowfs uses, nor an escaped user xattr (user.overlay.overlay.*)"))
     return out
 
 
+def _lower_file(lowers: list[Layer], path: bytes) -> os.stat_result | None:
+    """The regular file the topmost lower holding PATH has there (what a mount reads)."""
+    for layer in lowers:
+        st = layer.try_lstat(path)
+        if st is not None:
+            return st if stat.S_ISREG(st.st_mode) else None
+    return None
+
+
 def _text(raw: bytes) -> str:
     return raw.decode(errors="backslashreplace")
 
 
-def fsck(upper: str, work: str | None, repair: bool, emit: Callable[[bytes], None]) -> int:
-    """Check (and repair) `upper` and `work` (None: no work dir to check); one line per problem
-    to `emit`. Returns 0 if no problem is left, else 1. The caller has made sure (in_use) that
-    nothing has them mounted."""
+def fsck(upper: str, work: str | None, repair: bool, emit: Callable[[bytes], None],
+         lowers: list[str] | None = None) -> int:
+    """Check (and repair) `upper` and `work` (None: no work dir to check), over LOWERS if given;
+    one line per problem to `emit`. Returns 0 if no problem is left, else 1. The caller has made
+    sure (in_use) that nothing has them mounted."""
     up = _Upper(upper, -1)
+    lows = None if lowers is None else [Layer(p, i) for i, p in enumerate(lowers)]
     work_fd = None
     try:
         if work is not None:
@@ -196,7 +221,7 @@ def fsck(upper: str, work: str | None, repair: bool, emit: Callable[[bytes], Non
             except FileNotFoundError:
                 pass  # never mounted, or cleaned: nothing left over
         left = 0
-        for p in check(up, work_fd, work):
+        for p in check(up, work_fd, work, lows):
             line = show_path(p.path) + b": " + p.what.encode()
             if repair and p.remove is not None:
                 try:
@@ -213,5 +238,7 @@ def fsck(upper: str, work: str | None, repair: bool, emit: Callable[[bytes], Non
         return 1 if left else 0
     finally:
         up.close()
+        for layer in lows or ():
+            layer.close()
         if work_fd is not None:
             os.close(work_fd)

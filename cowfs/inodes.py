@@ -28,7 +28,7 @@ class Node:
 
     # __weakref__: Overlay.pins holds unlinked, pinned nodes weakly (space_after_forgets)
     __slots__ = ("ino", "key", "kind", "aliases", "upper", "lowers", "opaque", "nlookup",
-                 "nchild", "handles", "_lock", "listing", "marks", "pin", "__weakref__")
+                 "nchild", "handles", "_lock", "listing", "marks", "pin", "data", "__weakref__")
 
     def __init__(self, ino: int, key: bytes, kind: int):
         self.ino = ino
@@ -57,6 +57,8 @@ class Node:
         # an O_PATH fd of the real object, taken when its last name goes while the kernel
         # still knows it: fstat of an open fifo or of a removed directory works through it
         self.pin: int | None = None
+        # a metadata-only copy-up's data: (lower index, path) of the lower file (metacopy.py)
+        self.data: tuple[int, bytes] | None = None
 
     @property
     def lock(self) -> trio.Lock:

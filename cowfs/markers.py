@@ -1,6 +1,7 @@
 """The on-disk markers of kernel overlayfs in its rootless ("userxattr") format, and OCI forms.
 
 - whiteout: a 0/0 character device (in upper, and in lowers that were once uppers)
+- metacopy file (-o metacopy=on): xattr user.overlay.metacopy = "", data in the lower
 - opaque dir: xattr user.overlay.opaque = "y"
 - OCI/AUFS on lowers only: `.wh.NAME` hides NAME, `.wh..wh..opq` makes its directory opaque
 - user.overlay.* is private to the overlay: hidden from users; a user's own user.overlay.X is
@@ -17,6 +18,10 @@ ESCAPED = b"user.overlay.overlay."
 # cowfs's own state, under a name the kernel does not use: the identity of a copied-up file's
 # lower origin, so its st_ino stays the same after the copy-up for the life of the mount.
 ORIGIN = b"user.overlay.cowfs.origin"
+# A metadata-only copy-up (metacopy.py): the file's data is its lower's, found at the same path
+# or where REDIRECT says, as in the kernel's format.
+METACOPY = b"user.overlay.metacopy"
+REDIRECT = b"user.overlay.redirect"
 # The user.overlay.* names kernel overlayfs (6.18) itself reads or writes; with ORIGIN and the
 # escaped ones, every name an upper may rightly carry under that prefix (`cowfs fsck`).
 KERNEL_PRIVATE = frozenset(

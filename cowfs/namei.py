@@ -25,6 +25,8 @@ class Entry:
     lowers: tuple[int, ...]  # lower layers taking part, top first
     opaque: bool
     key: bytes
+    # a metacopy file's data (metacopy.lower_data): (lower index, path in that lower)
+    data: tuple[int, bytes] | None = None
 
 
 class Attrs:

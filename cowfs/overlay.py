@@ -12,7 +12,7 @@ import weakref
 import pyfuse3
 import trio
 
-from . import hardlinks, namei
+from . import hardlinks, metacopy, namei
 from .config import MountConfig
 from .inodes import Node, NodeTable
 from .layers import Layer, UpperLayer
@@ -69,6 +69,7 @@ class Overlay:
         self.attrs_changed = lambda node: None
         self.am_root = os.geteuid() == 0
         self.own_lowers = cfg.own_lowers
+        self.metacopy = cfg.metacopy
         self.uid, self.gid = os.geteuid(), os.getegid()
         # whether a lower object's attributes say who owns it (see getattr)
         self.atime_fixed = not cfg.own_lowers and bool(Layer.NOATIME)
@@ -117,8 +118,18 @@ class Overlay:
     def resolve_at(self, parent: Node, prefix: bytes, name: bytes) -> namei.Entry | None:
         """resolve() of a name in a directory being listed, PREFIX its path plus "/" (b"" for
         the root): the path is walked once per listing, not once per entry."""
-        return namei.resolve(self.upper, self.lowers, self.origins, parent.upper,
-                             parent.lowers, prefix + name, name, _marks(parent))
+        entry = namei.resolve(self.upper, self.lowers, self.origins, parent.upper,
+                              parent.lowers, prefix + name, name, _marks(parent))
+        # a metacopy file is a copy-up, so it carries its origin (its key is a lower key):
+        # files made in the upper cost no extra syscall here
+        if (entry is not None and entry.upper and entry.kind == stat.S_IFREG
+                and entry.key.startswith(b"l:")):
+            try:
+                entry.data = metacopy.lower_data(self, prefix + name)
+            except metacopy.DataError as e:
+                e.entry = entry
+                raise
+        return entry
 
     def forget_origin(self, st: os.stat_result | None) -> None:
         """An upper object is going away: its inode number may be reused by an unrelated one."""
@@ -157,6 +168,7 @@ class Overlay:
                                 parent.child_path(name))
                     node.listing = node.marks = None
         node.upper = entry.upper
+        node.data = entry.data
         if entry.upper:
             node.listing = None
         node.lowers = entry.lowers
@@ -269,7 +281,7 @@ class Overlay:
         """The real object's stat: through an open descriptor where there is one (no path walk,
         and it works once the file is unlinked or its directory has lost search permission)."""
         for handle in node.handles:
-            if handle.fd is not None:
+            if handle.fd is not None and (handle.upper or not node.upper):  # not metacopy data
                 return os.fstat(handle.fd)
         if not node.aliases and node.ino != pyfuse3.ROOT_INODE:
             if node.pin is not None:
@@ -381,6 +393,9 @@ class Overlay:
         a.st_size = st.st_size
         a.st_blksize = st.st_blksize
         a.st_blocks = st.st_blocks
+        if node.data is not None:  # a metacopy file's data blocks are its lower's, as the kernel
+            with contextlib.suppress(OSError):
+                a.st_blocks = self.lowers[node.data[0]].lstat(node.data[1]).st_blocks
         a.st_atime_ns = st.st_atime_ns
         a.st_mtime_ns = st.st_mtime_ns
         a.st_ctime_ns = st.st_ctime_ns

@@ -2,6 +2,7 @@
 whiteouts and the names they hide left out, OCI markers never shown."""
 from __future__ import annotations
 
+import errno
 import itertools
 
 import pyfuse3
@@ -9,6 +10,7 @@ import pyfuse3
 from . import markers, namei
 from .inodes import ROOT, ROOT_PARENT, Node
 from .layers import WHITEOUT, Layer
+from .metacopy import DataError
 from .overlay import Listing, Overlay
 
 
@@ -99,10 +101,22 @@ class DirHandles:
         prefix = b"" if parent.ino == ROOT else path + b"/"
         for i in range(start, len(h.names)):
             name = h.names[i]
-            if parent.upper:
-                entry = ov.reaching(path, ov.resolve_at, parent, prefix, name)
-            else:
-                entry = ov.resolve_at(parent, prefix, name)
+            try:
+                if parent.upper:
+                    entry = ov.reaching(path, ov.resolve_at, parent, prefix, name)
+                else:
+                    entry = ov.resolve_at(parent, prefix, name)
+            except DataError as e:
+                # a metacopy file that cannot be shown, as on the kernel: one that lost its
+                # lower data is left out; one not followed (no -o metacopy=on) is listed, with
+                # attributes the kernel may not keep, so that its stat asks (EPERM)
+                if e.errno == errno.EIO or e.entry is None:
+                    continue
+                node = ov.node_for(parent, name, e.entry)
+                a = ov.attrs(node, e.entry.st)
+                a.entry_timeout = a.attr_timeout = 0
+                yield i, name, a, node
+                continue
             if entry is None:
                 continue  # removed since the listing was taken
             node = ov.node_for(parent, name, entry)

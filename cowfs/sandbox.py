@@ -4,11 +4,12 @@
     cowfs sandbox reset DIR
     cowfs sandbox umount [-z] MOUNTPOINT          (the same as cowfs umount)
 
-Snapshots (written by the snapshot builder): ROOT/snapshots/<id>/ holds pip/, wheels/,
-requirements.txt, MANIFEST and MANIFEST.xxh3; ROOT/current -> snapshots/<id> is switched
-atomically by a rebuild. S is a ROOT or one snapshot dir (a dir with a MANIFEST). A ROOT's
-`current` is resolved once, when the sandbox is mounted: the daemon gets the snapshot's real
-path, so a rebuild never changes a running sandbox. The lower is the snapshot dir, or SNAP/SUB.
+Snapshots (written by the snapshot builder): ROOT/snapshots/<id>/ holds each kind's entries
+(pip/, wheels/, requirements.txt; npm/, ...), MANIFEST and MANIFEST.xxh3; ROOT/current ->
+snapshots/<id> is switched atomically by a rebuild. S is a ROOT or one snapshot dir (a dir
+with a MANIFEST). A ROOT's `current` is resolved once, when the sandbox is mounted: the daemon
+gets the snapshot's real path, so a rebuild never changes a running sandbox. The lower is the
+snapshot dir, or SNAP/SUB.
 
 A state directory DIR holds one sandbox; many sandboxes share one snapshot:
   DIR/upper, DIR/work   the sandbox's changes (kernel overlayfs format)

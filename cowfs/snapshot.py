@@ -1,11 +1,9 @@
-"""Shared cache snapshots: building one with pip, sealing it, and publishing it atomically.
+"""Shared cache snapshots: building one (pip, npm: kinds/), sealing it, publishing it atomically.
 
 Layout under ROOT (the sandbox mounts rely on it):
 
-    ROOT/snapshots/<id>/pip/              pip's cache dir, filled by pip itself
-    ROOT/snapshots/<id>/wheels/           the wheelhouse (pip install --no-index --find-links)
-    ROOT/snapshots/<id>/requirements.txt  the input list (--top: what went in, pinned)
-    ROOT/snapshots/<id>/BUILD.json        --top only: what went in, what was left out and why
+    ROOT/snapshots/<id>/pip/ wheels/ ...  what the pip kind owns (kinds/pip.py)
+    ROOT/snapshots/<id>/npm/ ...          what the npm kind owns (kinds/npm.py)
     ROOT/snapshots/<id>/MANIFEST          every file: hash, size, mode, path (see manifest.py)
     ROOT/snapshots/<id>/MANIFEST.xxh3     the hash of MANIFEST
     ROOT/current -> snapshots/<id>        relative symlink
@@ -19,6 +17,11 @@ seals it (read-only, then MANIFEST), renames it to <id>, and renames a fresh sym
 stay (mounts on them keep working) until `cowfs snapshot gc` (collect.py); a failed build
 removes its directory and leaves `current`. A build holds ROOT's lock shared (store.root_lock)
 from its .building dir to `current`, so gc never sees it half done.
+
+A build fills one kind and starts from the current snapshot's entries of the other kinds (hard
+links), so ROOT/current holds them all. Builds into one ROOT run one after the other (an
+exclusive flock on ROOT/snapshots): two at once would each start from the same `current`, and
+the later one's snapshot would lack what the earlier one built.
 """
 from __future__ import annotations
 
@@ -28,22 +31,19 @@ import os
 import re
 import shutil
 import stat
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import xxhash
 
-from . import manifest, popular, store
+from . import kinds, manifest, popular, store
 from .config import UsageError
 
 SNAPSHOTS = "snapshots"
 CURRENT = "current"
 BUILDING_PREFIX = ".building-"
-REQUIREMENTS = "requirements.txt"
 #: <id>: the UTC build time, then the first 8 hex digits of the MANIFEST's hash
 _ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}")
 
@@ -59,12 +59,6 @@ class Built:
     files: int
     bytes: int
     seconds: float
-
-
-def default_requirements() -> bytes:
-    # beside this module (package data); not importlib.resources, 30 ms to import
-    with open(os.path.join(os.path.dirname(__file__), "default-requirements.txt"), "rb") as f:
-        return f.read()
 
 
 def resolve(target: str) -> str:
@@ -85,36 +79,49 @@ def resolve(target: str) -> str:
                      f"(no {CURRENT})")
 
 
-def build(root: str, requirements: str | None = None, find_links: Sequence[str] = (),
-          no_index: bool = False, python: str = sys.executable,
+def build(root: str, kind: kinds.Kind, requirements: str | None = None,
           say: Callable[[str], None] = print, top: int | None = None,
           stats: str | None = None) -> Built:
-    """Build a snapshot under root and point root/current at it (module docstring): of the
-    requirements, or with top and stats of the `top` most downloaded projects (popular.py)."""
+    """Build a snapshot of one kind (kinds/) under root and point root/current at it (module
+    docstring): of the list in requirements (default: the kind's own), or with top and stats of
+    the `top` most downloaded projects (popular.py)."""
     started = time.monotonic()
     root = os.path.abspath(root)
-    _check_input(root, find_links, python)
+    check_root(root)
     if top is None and stats is None:
-        fill = functools.partial(_fill_from_requirements, wanted=_read_requirements(requirements),
+        fill = functools.partial(_fill_from_list, kind=kind, wanted=_read_list(kind, requirements),
                                  requirements=requirements, say=say)
     else:
-        fill = functools.partial(_fill_top, projects=popular.ranked(stats, top, requirements),
+        fill = functools.partial(_fill_top, kind=kind,
+                                 projects=popular.ranked(stats, top, requirements, kind.names),
                                  top=top, stats=stats, say=say)
-    say(f"snapshot: {_pip_version(python)}")
+    say(f"snapshot: {kind.check()}")
 
     snapshots = os.path.join(root, SNAPSHOTS)
     try:
         os.makedirs(snapshots, exist_ok=True)
     except OSError as e:
         raise SnapshotError(f"snapshot build failed: {e}") from None
-    # gc waits while this build adds links to store objects and publishes its snapshot
-    with store.root_lock(root, waiting=lambda: say("snapshot: waiting for cowfs snapshot gc")):
-        return _build(root, snapshots, fill, find_links, no_index, python, say, started)
+    # one build at a time: each starts from `current` (the other kinds' entries) and ends by
+    # replacing it; gc waits while this build adds links to store objects and publishes
+    with _build_lock(snapshots, say), \
+            store.root_lock(root, waiting=lambda: say("snapshot: waiting for cowfs snapshot gc")):
+        built = _build(root, snapshots, kind, fill, say, started)
+    say(f"snapshot: sandboxes: {kind.usage(root)}")
+    return built
 
 
-def _build(root: str, snapshots: str, fill: Callable[[_Pip], None], find_links: Sequence[str],
-           no_index: bool, python: str, say: Callable[[str], None], started: float) -> Built:
-    """build() under the ROOT lock; FILL(pip) runs pip into the building snapshot."""
+def _build_lock(snapshots: str, say: Callable[[str], None]):
+    """flock(2) on ROOT/snapshots, exclusive, held by a build for its whole run."""
+    fd = os.open(snapshots, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return store.locked(fd, exclusive=True,
+                        waiting=lambda: say(f"snapshot: waiting for another build in {snapshots}"))
+
+
+def _build(root: str, snapshots: str, kind: kinds.Kind, fill: Callable[[str], None],
+           say: Callable[[str], None], started: float) -> Built:
+    """build() under the ROOT lock; FILL(building) runs the kind's tool into the building
+    snapshot, which starts with the other kinds' entries of the current one."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     try:
         building = tempfile.mkdtemp(prefix=f"{BUILDING_PREFIX}{stamp}-", dir=snapshots)
@@ -122,9 +129,9 @@ def _build(root: str, snapshots: str, fill: Callable[[_Pip], None], find_links: 
         raise SnapshotError(f"snapshot build failed: {e}") from None
     remove_on_failure: str | None = building
     try:
-        os.mkdir(os.path.join(building, "pip"))
-        pip = _Pip(python, building, tuple(find_links), no_index)
-        fill(pip)
+        _carry_over(root, building, kind, say)
+        kind.prepare(building)
+        fill(building)
         sealed = _seal(root, building)
         say(f"snapshot: sealed {sealed.files} files, {sealed.bytes} bytes")
         final = os.path.join(snapshots, f"{stamp}-{_manifest_hash(building)[:8]}")
@@ -137,6 +144,25 @@ def _build(root: str, snapshots: str, fill: Callable[[_Pip], None], find_links: 
             raise SnapshotError(f"snapshot build failed: {e}") from None
         raise
     return Built(final, sealed.files, sealed.bytes, time.monotonic() - started)
+
+
+def _carry_over(root: str, building: str, kind: kinds.Kind, say: Callable[[str], None]) -> None:
+    """Hard link every top-level entry of the current snapshot that this kind does not own into
+    building: one root holds every kind, and a build of one leaves the others as they were (their
+    files are store objects already, so nothing is copied)."""
+    current = os.path.join(root, CURRENT)
+    if not os.path.islink(current):
+        return
+    snap = os.path.realpath(current)
+    kept = sorted(set(os.listdir(snap)) - set(kind.owns) - {manifest.MANIFEST, manifest.SEAL})
+    for name in kept:
+        src, dst = os.path.join(snap, name), os.path.join(building, name)
+        if os.path.isdir(src) and not os.path.islink(src):
+            shutil.copytree(src, dst, symlinks=True, copy_function=os.link)
+        else:
+            os.link(src, dst, follow_symlinks=False)
+    if kept:
+        say(f"snapshot: kept {', '.join(kept)} of {os.path.relpath(snap, root)}")
 
 
 def publish(root: str, building: str, final: str, say: Callable[[str], None]) -> None:
@@ -158,19 +184,9 @@ def publish(root: str, building: str, final: str, say: Callable[[str], None]) ->
     say(f"snapshot: {CURRENT} -> {os.path.relpath(final, root)}")
 
 
-def _check_input(root: str, find_links: Sequence[str], python: str) -> None:
-    """UsageError for bad input, before anything is created."""
-    check_root(root)
-    for d in find_links:
-        if not os.path.isdir(d):
-            raise UsageError(f"--find-links {d} is not a directory")
-    if shutil.which(python) is None:
-        raise UsageError(f"--python {python} is not an executable")
-
-
-def _read_requirements(requirements: str | None) -> bytes:
+def _read_list(kind: kinds.Kind, requirements: str | None) -> bytes:
     if requirements is None:
-        return default_requirements()
+        return kind.default_list()
     try:
         with open(requirements, "rb") as f:
             return f.read()
@@ -187,70 +203,25 @@ def check_root(root: str) -> None:
         raise UsageError(f"{current} is not a symlink: not a snapshot root")
 
 
-def _pip_version(python: str) -> str:
-    # importing pip tells the same as `-m pip --version`, a second faster (pip's CLI is big)
-    probe = "import pip, sys; print(f'pip {pip.__version__}, python {sys.version.split()[0]}')"
-    res = subprocess.run([python, "-c", probe], capture_output=True, text=True,
-                         stdin=subprocess.DEVNULL)
-    if res.returncode != 0:
-        lines = res.stderr.strip().splitlines() or ["?"]
-        raise UsageError(f"--python {python} has no pip: {lines[-1]}")
-    return f"{res.stdout.strip()} ({python})"
-
-
-@dataclass(frozen=True)
-class _Pip:
-    """`python -m pip wheel` with its cache in building/pip: pip writes its own cache entries
-    (HTTP responses, wheels it built from sdists), so a later pip on this cache finds them."""
-    python: str
-    building: str
-    find_links: tuple[str, ...]
-    no_index: bool
-
-    def wheel(self, wheel_dir: str, requirement: list[str],
-              capture: bool) -> subprocess.CompletedProcess:
-        """A captured stderr (the reason for a failure is in it) is passed on as well."""
-        env = dict(os.environ, PIP_CACHE_DIR=os.path.join(self.building, "pip"))
-        env.pop("PIP_NO_CACHE_DIR", None)
-        cmd = [self.python, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-               "--no-input", "--wheel-dir", wheel_dir, *requirement]
-        for d in self.find_links:
-            cmd += ["--find-links", os.path.abspath(d)]
-        if self.no_index:
-            cmd.append("--no-index")
-        res = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, text=True, errors="replace",
-                             stderr=subprocess.PIPE if capture else None)
-        if capture:
-            sys.stderr.write(res.stderr)
-            sys.stderr.flush()
-        return res
-
-
-def _fill_from_requirements(pip: _Pip, wanted: bytes, requirements: str | None,
-                            say: Callable[[str], None]) -> None:
-    copy = os.path.join(pip.building, REQUIREMENTS)
+def _fill_from_list(building: str, kind: kinds.Kind, wanted: bytes, requirements: str | None,
+                    say: Callable[[str], None]) -> None:
+    copy = os.path.join(building, kind.pins)
     with open(copy, "wb") as f:
         f.write(wanted)
     count = sum(1 for line in wanted.splitlines() if line.strip()[:1] not in (b"", b"#"))
-    say(f"snapshot: pip wheel of {count} requirement{'s' * (count != 1)} into {pip.building}")
-    # the original file, not the copy: pip resolves `-r other.txt` and `./dir` lines from it
-    req = os.path.abspath(requirements) if requirements else copy
-    status = pip.wheel(os.path.join(pip.building, "wheels"), ["--requirement", req],
-                       capture=False).returncode
-    if status != 0:
-        raise SnapshotError(f"snapshot build failed: pip wheel exited with status {status}")
+    # the original file, not the copy: a tool resolves relative lines from it
+    kind.fill(building, os.path.abspath(requirements) if requirements else copy, count, say)
 
 
-def _fill_top(pip: _Pip, projects: list[popular.Project], top: int, stats: str,
-              say: Callable[[str], None]) -> None:
-    say(f"snapshot: pip wheel of the {top} most downloaded of the {len(projects)} projects in "
-        f"{stats} that build, one at a time, into {pip.building}")
-    record = popular.fill(pip.building, projects, top,
-                          lambda scratch, name: pip.wheel(scratch, [name], capture=True), say)
+def _fill_top(building: str, kind: kinds.Kind, projects: list[popular.Project], top: int,
+              stats: str, say: Callable[[str], None]) -> None:
+    say(f"snapshot: {kind.tool} of the {top} most downloaded of the {len(projects)} projects in "
+        f"{stats} that build, one at a time, into {building}")
+    record = popular.fill(building, projects, top, kind, say)
     if not record.included:
         raise SnapshotError("snapshot build failed: no project could be built")
     say(f"snapshot: {len(record.included)} projects in, {len(record.excluded)} left out "
-        f"({popular.RECORD})")
+        f"({kind.record})")
 
 
 def _seal(root: str, top: str) -> manifest.Report:

@@ -2,16 +2,19 @@
 
     ROOT/store/sha256/<64 hex>      content whose sha256 is that, mode 0444
     ROOT/store/sha256/<64 hex>.x    the same content, mode 0555 (hard links share one mode)
+    ROOT/store/sha256/<64 hex>.m<16 hex>  the same content with an image layer file's mode,
+                                    owner, mtime and xattrs (their hash: layertar.py)
     ROOT/store/tmp/                 objects being written; linked into place when checked
-    ROOT (the directory itself)     flock(2)ed: shared by builds and pulls, exclusive by gc
+    ROOT (the directory itself)     flock(2)ed: shared by builds, pulls and layer unpacks,
+                                    exclusive by gc
 
 A snapshot's regular files are hard links to these objects, so a weekly rebuild in which few
 packages changed adds only their bytes, and a pull fetches only the blobs the store lacks. The
 digest is the one an OCI registry names a blob by. An object's name is a promise about its
-content: it is written under tmp/, checked, and linked into place. An object that no snapshot
-links (st_nlink 1) is garbage (`cowfs snapshot gc`), but only while nothing adds links: a build
-or pull holds ROOT's lock shared from its first object to its published snapshot, gc holds it
-exclusively (root_lock).
+content: it is written under tmp/ (a layer's: in the layer being unpacked), synced, and linked
+into place. An object that no snapshot or layer links (st_nlink 1) is garbage (`cowfs snapshot gc`), but only while nothing adds links: a build
+or pull holds ROOT's lock shared from its first object to its published snapshot (an unpack:
+to its layer renamed into place), gc holds it exclusively (root_lock).
 """
 from __future__ import annotations
 

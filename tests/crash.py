@@ -61,6 +61,7 @@ class Scenario:
     lower: dict
     ops: list
     setup: list = field(default_factory=list)
+    opts: list = field(default_factory=list)  # cowfs mount options of every mount
 
 
 def _open_append(fd: str, path: str) -> list:
@@ -74,6 +75,17 @@ SCENARIOS = [
          "small": File("small\n", xattrs={"user.k": "v"})},
         [_open_append("f", "big"), ["write", "f", "tail"], ["close", "f"],
          ["truncate", "small", 2]]),
+    Scenario(
+        "metacopy", "-o metacopy=on: metadata-only copy-ups (chmod, rename), then the data "
+        "copied in by an append, a truncate and an O_TRUNC open",
+        {"big": File(random.Random(2).randbytes(3 * MiB)), "m": File("m\n" * 999),
+         "t": "t\n", "r": "r\n"},
+        [["chmod", "big", 0o600], _open_append("f", "big"), ["write", "f", "tail"],
+         ["close", "f"], ["truncate", "m", 5], ["open", "t", "t", ["O_WRONLY", "O_TRUNC"]],
+         ["close", "t"], ["rename", "r", "r2"], _open_append("r", "r2"), ["write", "r", "2"],
+         ["close", "r"]],
+        setup=[["chmod", "m", 0o640], ["setxattr", "t", "user.t", "1"]],
+        opts=["--metacopy"]),
     Scenario(
         "copyup-meta", "copy-up by chmod, chown, utime, setxattr, and of a symlink",
         {"a": File("a\n", xattrs={"user.x": "1"}), "b": "b\n", "c": "c\n", "d": "d\n",
@@ -181,13 +193,14 @@ def shim() -> str:
 class Daemon:
     """cowfs mount --foreground as the test user, under the shim (kill_at 0: only records)."""
 
-    def __init__(self, lay: overlay.Layers, kill_at: int = 0, record: str | None = None):
+    def __init__(self, lay: overlay.Layers, kill_at: int = 0, record: str | None = None,
+                 opts: list | None = None):
         e = overlay.env()
         self.lay = lay
         cmd = [e.cowfs_bin, "mount", "--foreground"]
         for low in lay.lowers:
             cmd += ["--lower", low]
-        cmd += ["--upper", lay.upper, "--work", lay.work, lay.mnt]
+        cmd += ["--upper", lay.upper, "--work", lay.work, *(opts or []), lay.mnt]
         env = overlay.user_env(e) | {"LD_PRELOAD": shim(), "CRASHKILL_PREFIX": lay.base + "/",
                                      "CRASHKILL_AT": str(kill_at)}
         if record:
@@ -265,7 +278,7 @@ def fsck_problems(lay: overlay.Layers) -> list[str]:
     """`cowfs fsck UPPER --work WORK` as lines (run in-process: the venv has cowfs)."""
     from cowfs import fsck
     lines: list[bytes] = []
-    fsck.fsck(lay.upper, lay.work, False, lines.append)
+    fsck.fsck(lay.upper, lay.work, False, lines.append, list(lay.lowers))
     return [ln.decode(errors="replace").rstrip("\n") for ln in lines]
 
 
@@ -316,7 +329,7 @@ class Runner:
         self._n = 0
         # setup through a plain mount; what it leaves is where every run starts
         if sc.setup:
-            with overlay.mount("cowfs", self.lay):
+            with overlay.mount("cowfs", self.lay, self.sc.opts):
                 res = overlay.run_ops(self.lay.mnt, sc.setup)
             bad = [(op, r) for op, r in zip(sc.setup, res, strict=True) if "ok" not in r]
             if bad:
@@ -348,7 +361,7 @@ class Runner:
         with open(log, "w"):
             pass
         os.chown(log, overlay.env().uid, overlay.env().gid)
-        d = Daemon(self.lay, record=log)
+        d = Daemon(self.lay, record=log, opts=self.sc.opts)
         if not d.mounted:
             raise overlay.HarnessError(f"recording mount failed:\n{d.tail()}")
         t0 = time.monotonic_ns()
@@ -385,16 +398,16 @@ class Runner:
 
     def _state(self, i: int) -> dict:
         self.fresh()
-        with overlay.mount("cowfs", self.lay):
+        with overlay.mount("cowfs", self.lay, self.sc.opts):
             overlay.run_ops(self.lay.mnt, self.sc.ops[:i])
             if i < len(self.sc.ops):
                 return snapshot(self.lay.mnt)
-        with overlay.mount("cowfs", self.lay):  # the last one also as a remount sees it
+        with overlay.mount("cowfs", self.lay, self.sc.opts):  # the last one also as a remount sees it
             return snapshot(self.lay.mnt)
 
     def kill(self, point: Point) -> KillResult:
         self.fresh()
-        d = Daemon(self.lay, kill_at=point.n)
+        d = Daemon(self.lay, kill_at=point.n, opts=self.sc.opts)
         res = []
         if d.mounted:
             res = overlay.run_ops(self.lay.mnt, self.sc.ops)
@@ -409,7 +422,7 @@ class Runner:
             msgs.append(f"the daemon was not killed at change {point.n} ({point.what})")
         # before the remount: leftovers in the work dir are expected, nothing else
         msgs += [p for p in fsck_problems(self.lay) if "leftover of an interrupted" not in p]
-        with overlay.mount("cowfs", self.lay):
+        with overlay.mount("cowfs", self.lay, self.sc.opts):
             tree = snapshot(self.lay.mnt)
             if left := work_entries(self.lay):
                 msgs.append(f"work dir not emptied by the remount: {left}")

@@ -276,7 +276,7 @@ def test_failed_build_changes_nothing(built, wheels, tmp_path):
 
 
 def test_default_requirements_ship_with_the_package():
-    from cowfs.snapshot import default_requirements
+    from cowfs.kinds.pip import default_requirements
 
     names = [line for line in default_requirements().decode().splitlines()
              if line and not line.startswith("#")]
