@@ -3,8 +3,9 @@ no path), and its copy-up links every name the merged view shows to the one uppe
 
 The names of an inode are found by one walk of its lower layer, made when a copy-up first needs
 it (in a worker thread) and kept for the mount: lowers never change. Only inodes with two or more
-names inside the layer are kept, so a snapshot lower (every file has a second name outside the
-layer, in the store) costs one walk and no memory after it.
+names inside the layer are kept. Not in a deduplicated layer (a snapshot or an image layer in a
+cowfs content store): there, files of equal content are links to one store object without being
+one file, so each name is an object of its own, whose copy-up breaks the link (as the kernel's).
 
 Crash safety: the finished copy goes first to WORK/cowfs-links/KEY, the names are linked from
 there, and it is removed last. A kill in between leaves it there: the next mount links the names
@@ -21,12 +22,26 @@ import stat
 
 import trio
 
-from . import markers
+from . import markers, store
 from .config import LINKS_DIR
 from .inodes import Node
 from .layers import Layer, renameat2
 
 log = logging.getLogger(__name__)
+
+
+def deduplicated(path: str) -> bool:
+    """Whether PATH is in a cowfs content store's root (a snapshot root or a layer store: an
+    ancestor holding store/sha256): its regular files are hard links to the store's objects, so
+    files of equal content share an inode there without being one file (Layer.deduplicated)."""
+    d = os.path.realpath(path)
+    while True:
+        if os.path.isdir(store.objects_dir(d)):
+            return True
+        parent = os.path.dirname(d)
+        if parent == d:
+            return False
+        d = parent
 
 
 def scan(layer: Layer) -> dict[tuple[int, int], tuple[bytes, ...]]:
@@ -104,8 +119,9 @@ class LowerLinks:
         return sorted(os.listdir(self.fd))
 
     async def names(self, layer: Layer, st: os.stat_result) -> tuple[bytes, ...]:
-        """The paths in LAYER of the object ST (nothing for an object of one name there)."""
-        if st.st_nlink < 2:
+        """The paths in LAYER of the object ST (nothing for an object of one name there, or in a
+        deduplicated layer)."""
+        if st.st_nlink < 2 or layer.deduplicated:
             return ()
         if layer.index not in self._by_layer:
             if self._lock is None:

@@ -69,12 +69,18 @@ def _upper_key(upper: UpperLayer, path: bytes, st: os.stat_result,
     return origins.get(key, key)
 
 
-def lower_key(index: int, st: os.stat_result) -> bytes:
-    """A lower object's key: every name of a lower hard link is one object (hardlinks.py)."""
-    return b"l:%d:%d:%d" % (index, st.st_dev, st.st_ino)
+def lower_key(layer: Layer, path: bytes, st: os.stat_result) -> bytes:
+    """A lower object's key: every name of a lower hard link is one object (hardlinks.py), but
+    in a deduplicated layer, where each name is an object of its own (a copy-up breaks the
+    link, as the kernel does)."""
+    key = b"l:%d:%d:%d" % (layer.index, st.st_dev, st.st_ino)
+    if layer.deduplicated and st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+        key += b":" + path
+    return key
 
 
-# ":PATH": an ORIGIN written before lower hard links were one object (one key per name)
+# ":PATH": one name of a deduplicated layer's object (or an ORIGIN from before lower hard links
+# were one object)
 _LOWER_KEY = re.compile(rb"l:\d+:\d+:\d+(:.+)?\Z", re.DOTALL)
 
 
@@ -117,12 +123,12 @@ def resolve(upper: UpperLayer | None, lowers: list[Layer], origins: dict[bytes, 
     if top is None:
         if not stat.S_ISDIR(st.st_mode):
             return Entry(stat.S_IFMT(st.st_mode), st, False, (index,), False,
-                         lower_key(index, st))
+                         lower_key(lowers[index], path, st))
         top = Entry(stat.S_IFDIR, st, False, (), False, b"")
     elif not stat.S_ISDIR(st.st_mode):
         return top  # an upper dir hides a lower non-directory
     top.lowers = tuple(i for i, s in found)
-    top.key = lower_key(index, st)
+    top.key = lower_key(lowers[index], path, st)
     return top
 
 

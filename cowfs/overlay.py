@@ -51,6 +51,8 @@ TIMEOUT = 86400.0
 class Overlay:
     def __init__(self, cfg: MountConfig, timeout: float = TIMEOUT):
         self.lowers = [Layer(path, i) for i, path in enumerate(cfg.lowers)]
+        for layer in self.lowers:
+            layer.deduplicated = hardlinks.deduplicated(layer.path)
         self.upper = UpperLayer(cfg.upper, cfg.work) if cfg.upper else None
         self.timeout = timeout
         # upper key -> origin key, for copied-up objects that cannot carry the ORIGIN xattr,

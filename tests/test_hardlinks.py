@@ -160,30 +160,62 @@ def test_find_samefile_and_du_count_once(overlay_pair):
 
 
 def test_snapshot_like_lower_copies_one_name(harness):
-    """A snapshot lower (cowfs/store.py): every file has its other name outside the layer.
-    The copy-up copies that one name, as before: nothing else is linked, the store untouched."""
-    lay = overlay.make_layers("snapshot-like", [{"pkg": Dir({"m.py": "m\n", "n.py": "n\n"}),
+    """Every file has its other name outside the layer: its copy-up copies that one name, as
+    before; nothing else is linked, the outside names untouched."""
+    lay = overlay.make_layers("outside-links", [{"pkg": Dir({"m.py": "m\n", "n.py": "n\n"}),
                                                  "top": "t\n"}])
     lower = lay.lowers[0]
-    store = os.path.join(lay.base, "store")
-    os.mkdir(store)
+    outside = os.path.join(lay.base, "elsewhere")
+    os.mkdir(outside)
     for i, rel in enumerate(("pkg/m.py", "pkg/n.py", "top")):
-        os.link(os.path.join(lower, rel), os.path.join(store, str(i)))
+        os.link(os.path.join(lower, rel), os.path.join(outside, str(i)))
     overlay.LOWERS[:] = [x for x in overlay.LOWERS if x[0] != lower]
     overlay.register_lower(lower)
     with overlay.mount(harness.impl, lay) as m:
         got = overlay.run_ops(m.mnt, [
             ["lstat", "pkg/m.py"], ["lstat", "pkg/n.py"], ["write_file", "pkg/m.py", "M\n"],
             ["lstat", "pkg/m.py"], ["read_file", "pkg/m.py"], ["lstat", "pkg/n.py"],
-            ["truncate", "top", 0], ["lstat", "top"]])
+            ["truncate", "top", 0], ["lstat", "top"], ["unlink", "pkg/n.py"]])
     assert got[0]["ok"]["nlink"] == 2 and got[0]["ok"]["ino"] != got[1]["ok"]["ino"]
     assert got[3]["ok"]["nlink"] == 1 and got[3]["ok"]["ino"] == "op0"
     assert got[4] == {"ok": "M\n"} and got[5]["ok"]["nlink"] == 2
     assert got[7]["ok"]["nlink"] == 1
     tree = overlay.dump_tree(lay.upper, user=False)
     assert sorted(p for p in tree if tree[p].get("type") == "f") == ["pkg/m.py", "top"]
+    assert tree["pkg/n.py"]["type"] == "c"  # a whiteout: the unlink copied nothing up
     for i in range(3):
-        assert os.stat(os.path.join(store, str(i))).st_nlink == 2
+        assert os.stat(os.path.join(outside, str(i))).st_nlink == 2
+    overlay.check_lowers([lower])
+
+
+def test_store_layer_keeps_equal_files_apart(harness):
+    """A snapshot (or image layer) in a cowfs content store: files of equal content are links to
+    one store object (cowfs/store.py), so they share an inode in the layer without being one
+    file. Each name is an object of its own there, and a write to one leaves the others alone,
+    as on the rootless kernel."""
+    lay = overlay.make_layers("store-layer", [{"pkg/__init__.py": "", "other/__init__.py": "",
+                                               "LICENSE": "MIT\n", "b/LICENSE": "MIT\n"}])
+    lower = lay.lowers[0]
+    objects = os.path.join(lay.base, "store", "sha256")
+    os.makedirs(objects)
+    for first, second, obj in (("pkg/__init__.py", "other/__init__.py", "e3b0"),
+                               ("LICENSE", "b/LICENSE", "49a1")):
+        os.link(os.path.join(lower, first), os.path.join(objects, obj))
+        os.unlink(os.path.join(lower, second))
+        os.link(os.path.join(lower, first), os.path.join(lower, second))
+    overlay.LOWERS[:] = [x for x in overlay.LOWERS if x[0] != lower]
+    overlay.register_lower(lower)
+    ops = [["lstat", "pkg/__init__.py"], ["lstat", "other/__init__.py"],
+           ["write_file", "pkg/__init__.py", "x = 1\n"], ["read_file", "other/__init__.py"],
+           ["lstat", "other/__init__.py"], ["unlink", "b/LICENSE"], ["lstat", "LICENSE"],
+           ["read_file", "LICENSE"]]
+    with overlay.mount(harness.impl, lay) as m:
+        got = overlay.run_ops(m.mnt, ops)
+    assert got[0]["ok"]["nlink"] == 3 and got[0]["ok"]["ino"] != got[1]["ok"]["ino"]
+    assert got[3] == {"ok": ""} and got[4]["ok"]["nlink"] == 3 and got[4]["ok"]["ino"] == "op1"
+    assert got[6]["ok"]["nlink"] == 3 and got[7] == {"ok": "MIT\n"}
+    tree = overlay.dump_tree(lay.upper, user=False)
+    assert sorted(p for p in tree if tree[p].get("type") == "f") == ["pkg/__init__.py"]
     overlay.check_lowers([lower])
 
 
