@@ -324,3 +324,19 @@ def test_unlink_of_an_unreadable_lower_hard_link(overlay_pair):
                     ["listdir", "d"]])
     out.assert_same()
     assert out.cowfs[1] == {"ok": None} and out.cowfs[2]["ok"]["nlink"] == 2
+
+
+def test_metacopy_of_a_lower_hard_link_copies_the_data(overlay_pair):
+    """With -o metacopy=on, a chmod of one name of a lower hard link copies it up with its data
+    (not as a metacopy file), its names linked to the copy: they stay one object, as on the
+    kernel with index=on and metacopy=on."""
+    pair = overlay_pair({"a": File("A\n"), "d/b": Hardlink("a")},
+                        kernel_opts=["index=on", "metacopy=on"],
+                        cowfs_opts=["-o", "metacopy=on"])
+    out = pair.run([["chmod", "a", 0o600], *stats("a", "d/b"), ["read_file", "d/b"],
+                    ["write_file", "d/b", "B\n"], ["read_file", "a"], *stats("a", "d/b")])
+    out.assert_same()
+    assert out.kernel[2]["ok"]["mode"] == "0600" and out.kernel[2]["ok"]["ino"] == "op1"
+    tree = pair.upper_tree("cowfs")
+    assert tree["a"]["ino"] == tree["d/b"]["ino"]
+    assert not any(k.endswith("metacopy") for k in tree["a"]["xattrs"])
