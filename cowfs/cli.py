@@ -34,6 +34,9 @@ overlayfs):
   allow_other                              let other users in (root: always on)
   own_lowers                               show lower objects as the mounting user's, with the
                                            owner's write bit (like --own-lowers)
+  redirect_dir=on                          renaming a lower or merged directory records the move
+                                           (kernel "redirect" xattr) instead of EXDEV (like
+                                           --redirect-dir); redirect_dir=off is the default
   metacopy=on|off                          metadata-only copy-up (like --metacopy; default off)
   fsname=NAME                              the source shown in the mount table (default cowfs)
   default_permissions, userxattr           accepted; always in effect
@@ -78,7 +81,7 @@ IGNORED = frozenset(
 IGNORED_PREFIXES = ("x-", "comment=")
 #: Kernel overlayfs options cowfs does not take: named in the error message.
 KERNEL_OVERLAY_ONLY = frozenset(
-    "redirect_dir index xino nfs_export volatile uuid verity".split()
+    "index xino nfs_export volatile uuid verity".split()
 )
 
 
@@ -136,6 +139,7 @@ class MountOptions:
     debug_fuse: bool = False
     allow_other: bool = False
     own_lowers: bool = False
+    redirect_dir: bool = False
     metacopy: bool = False
     layer_store: str | None = None
     log: str | None = None
@@ -186,6 +190,10 @@ def parse_o_options(groups: list[str]) -> MountOptions:
                 mo.allow_other = True
             elif raw == "own_lowers":
                 mo.own_lowers = True
+            elif key == "redirect_dir" and eq:
+                if value not in ("on", "off"):
+                    raise UsageError(f"option redirect_dir={value}: cowfs takes on or off")
+                mo.redirect_dir = value == "on"
             elif key == "metacopy" and eq:
                 if value not in ("on", "off"):
                     raise UsageError(f"option metacopy={value}: on or off")
@@ -260,6 +268,10 @@ def _build_parser() -> _Parser:
                    help="show lower objects as the mounting user's, with the owner's write bit: "
                    "a read-only tree of another user's becomes a writable one of your own (its "
                    "copies in the upper keep that)")
+    m.add_argument("--redirect-dir", action="store_true",
+                   help="renaming a lower or merged directory records the move in the upper "
+                   "(the kernel's redirect xattr) instead of answering EXDEV; an upper with "
+                   "such moves needs this option from then on")
     m.add_argument("--metacopy", action="store_true",
                    help="metadata-only copy-up: chmod, chown, utimens or setxattr of a lower file "
                    "copies no data until the first data change (kernel overlayfs metacopy=on)")
@@ -497,6 +509,7 @@ def _cmd_mount(args: argparse.Namespace) -> int:
             read_only=read_only,
             allow_other=args.allow_other or mo.allow_other,
             own_lowers=args.own_lowers or mo.own_lowers,
+            redirect_dir=args.redirect_dir or mo.redirect_dir,
             metacopy=args.metacopy or mo.metacopy,
             debug=debug,
             fsname=fsname,

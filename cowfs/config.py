@@ -26,7 +26,7 @@ import stat
 from dataclasses import dataclass, field
 from collections.abc import Iterable, Sequence
 
-from . import claim
+from . import claim, markers
 
 FSTYPE = "fuse.cowfs"
 SUBTYPE = "cowfs"
@@ -59,6 +59,7 @@ class MountConfig:
     allow_other: bool = False
     fuse_options: frozenset[str] = field(default_factory=frozenset)
     own_lowers: bool = False  # lower objects shown as the mounting user's, owner-writable
+    redirect_dir: bool = False  # a lower or merged dir renamed: redirect xattr, not EXDEV
     metacopy: bool = False  # metadata-only copy-up (user.overlay.metacopy), as kernel metacopy=on
 
     @property
@@ -358,6 +359,7 @@ def build_config(
     read_only: bool = False,
     allow_other: bool = False,
     own_lowers: bool = False,
+    redirect_dir: bool = False,
     metacopy: bool = False,
     debug: bool = False,
     fsname: str = "cowfs",
@@ -396,6 +398,11 @@ def build_config(
                 raise UsageError(
                     f"lower directory {lower} {_relation(real, prev)} lower directory {prev}"
                 )
+        if not redirect_dir and markers.redirects_used(real):
+            raise UsageError(
+                f"lower directory {lower} holds renamed directories (redirects): "
+                "mount it with -o redirect_dir=on (--redirect-dir)"
+            )
         real_lowers.append(real)
 
     # --- upper
@@ -410,6 +417,11 @@ def build_config(
                 )
         if not read_only and not os.access(real_upper, os.W_OK | os.X_OK):
             raise UsageError(f"upper directory {upper} is not writable")
+        if not redirect_dir and markers.redirects_used(real_upper):
+            raise UsageError(
+                f"upper directory {upper} holds renamed directories (redirects): "
+                "mount it with -o redirect_dir=on (--redirect-dir)"
+            )
     elif work is not None:
         raise UsageError("a work directory needs an upper directory (--upper or -o upperdir=)")
 
@@ -477,5 +489,6 @@ def build_config(
         allow_other=allow_other,
         fuse_options=frozenset(opts),
         own_lowers=own_lowers,
+        redirect_dir=redirect_dir,
         metacopy=metacopy,
     )

@@ -65,7 +65,8 @@ def _ensure_upper_dir(ov: Overlay, node: Node) -> None:
         _ensure_upper_dir(ov, parent)
     lower = ov.lowers[node.lowers[0]]
     path = node.path()
-    st = lower.lstat(path)
+    lpath = ov.lower_path(node)
+    st = lower.lstat(lpath)
     mode = stat.S_IMODE(ov.owned_mode(st.st_mode))
     # Everything in the work dir, then one rename: a kill leaves no half-copied dir. But moving
     # a dir to another parent needs write permission on it (its ".." changes): one its mode
@@ -75,7 +76,7 @@ def _ensure_upper_dir(ov: Overlay, node: Node) -> None:
     tmp = upper.temp_name()
     os.mkdir(tmp, 0o700, dir_fd=upper.work_fd)
     try:
-        _copy_meta(ov, lower, path, tmp, st, final=movable)
+        _copy_meta(ov, lower, lpath, tmp, st, final=movable)
         if movable:
             _place(ov, upper, tmp, path, parent)
         else:
@@ -117,7 +118,7 @@ async def _copy_up_file(ov: Overlay, node: Node, data: bool, meta: bool) -> None
     upper = ov.writable
     _ensure_parent(ov, node)
     lower = ov.lowers[node.lowers[0]]
-    path = node.path()
+    path = ov.lower_path(node)
     st = lower.lstat(path)
     names = await ov.lower_links.names(lower, st)  # a lower hard link's, to link them all
     tmp = upper.temp_name()
@@ -154,7 +155,8 @@ async def _copy_up_file(ov: Overlay, node: Node, data: bool, meta: bool) -> None
         raise
     node.upper = True
     if metacopied:
-        node.data = (node.lowers[0], path)  # open handles keep reading the lower data
+        # open handles keep reading the lower data, at its lower path (below a moved dir too)
+        node.data = (node.lowers[0], ov.lower_path(node))
     else:
         if not stat.S_ISREG(st.st_mode) and not names:
             ov.note_origin(upper.lstat(path), node.key)

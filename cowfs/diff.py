@@ -10,7 +10,11 @@ upper (a path the upper does not touch is unchanged):
   copied up on the way keeps its lower mtime and is not listed; a new or removed entry changes
   its mtime). Owners are not compared: a rootless copy-up changes them without anyone asking;
 - an opaque directory over a lower one is C; everything of the upper below it is A, and every
-  lower entry below it that no longer shows is D.
+  lower entry below it that no longer shows is D;
+- a renamed directory (redirect_dir=on: an upper dir with a redirect) is shown as `mv` by copy
+  would leave it: its new path is A (C over a directory that was there, as an opaque one),
+  everything the merged view shows below it is A, lower content there that no longer shows is
+  D, and its old path is D (the whiteout left there).
 Whiteouts in an upper are the kernel's 0/0 character devices only; lowers are read as the mount
 reads them (namei), OCI `.wh.*` markers included. Everything is read from the layer directories,
 never through a mount, and nothing is written.
@@ -76,21 +80,61 @@ def _walk(up: Layer, lows: list[Layer]) -> list[Change]:
             shown.add(name)
             was_dir = before is not None and before.kind == stat.S_IFDIR
             merged_below = merged
+            redirected = (kind == stat.S_IFDIR
+                          and up.try_getxattr(path, markers.REDIRECT) is not None)
             if before is None or not merged:
                 how = ADDED
             elif kind != stat.S_IFDIR or not was_dir:
                 how = MODIFIED
             elif markers.is_opaque_value(up.try_getxattr(path, markers.OPAQUE)):
                 how, merged_below = MODIFIED, False
+            elif redirected:
+                how = MODIFIED
             else:
                 how = MODIFIED if _dir_changed(up, lows, path, before) else None
             if how is not None:
                 out.append(Change(path, how, TYPES[kind]))
+            if redirected:
+                moved = namei.resolve_following(up, lows, {}, True, old if merged else (), None,
+                                                path, name, marks)
+                shown_below = _moved(up, lows, path, moved, out)
+                if was_dir and merged:
+                    out.extend(_hidden(lows, before.lowers, path + b"/", shown_below))
+                continue
             if kind == stat.S_IFDIR:
                 todo.append((path + b"/", before.lowers if was_dir else (), merged_below))
         if not merged and old:
             out.extend(_hidden(lows, old, dirpath, shown))
     return out
+
+
+def _moved(up: Layer, lows: list[Layer], top: bytes, entry: namei.Entry,
+           out: list[Change]) -> set[bytes]:
+    """Everything the merged view shows below TOP, a dir whose redirect (ENTRY: how it
+    resolved) took its lower dirs elsewhere, as added; returns the names shown in TOP."""
+    shown_top: set[bytes] = set()
+    todo = [(top, entry, entry.lpaths or ())]
+    while todo:
+        path, e, lpaths = todo.pop()
+        lprefix = {i: p + b"/" for i, p in zip(e.lowers, lpaths)}
+        names = set()
+        if e.upper:
+            names.update(name for name, _ in up.listdir(path))
+        for i, lpath in zip(e.lowers, lpaths):
+            names.update(name for name, _ in lows[i].listdir(lpath))
+        marks: dict = {}
+        for name in sorted(names):
+            child = namei.resolve_following(up, lows, {}, e.upper, e.lowers, lprefix,
+                                            path + b"/" + name, name, marks)
+            if child is None:
+                continue
+            if path == top:
+                shown_top.add(name)
+            out.append(Change(path + b"/" + name, ADDED, TYPES[child.kind]))
+            if child.kind == stat.S_IFDIR:
+                todo.append((path + b"/" + name, child,
+                             child.lpaths or tuple(lprefix[i] + name for i in child.lowers)))
+    return shown_top
 
 
 def _hidden(lows: list[Layer], old: tuple[int, ...], dirpath: bytes,

@@ -3,7 +3,8 @@
 A name that still exists in a lower is removed by putting a whiteout in its place; a new object
 over a whiteout is built in the work dir and renamed over it (a new directory is made opaque
 first, so nothing of the lower shows through). Renaming a merged or lower directory answers
-EXDEV, as kernel overlayfs does in userxattr mode (mv(1) then copies).
+EXDEV, as kernel overlayfs does in userxattr mode (mv(1) then copies); with redirect_dir=on
+the dir alone is copied up and moved, its redirect xattr saying where its lower dirs are.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Callable
 from . import hardlinks, markers, metacopy
 from .copyup import copy_up, ensure_upper_dir
 from .files import DROP_FLAGS
-from .inodes import Node
+from .inodes import ROOT, Node
 from .layers import RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, WHITEOUT, UpperLayer
 from .overlay import Overlay
 from .readdir import is_empty
@@ -306,12 +307,16 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
     if exchange:
         _opaque_if_merged(upper, src, pnew)
         _opaque_if_merged(upper, dst, pold)
+        moved = _redirect(ov, src, pold, nold, pnew), _redirect(ov, dst, pnew, nnew, pold)
         upper.rename(old_path, new_path, RENAME_EXCHANGE)
+        src.lpaths, dst.lpaths = moved
+        ov.moved_dirs = ov.moved_dirs or moved != (None, None)
         ov.table.move(src, (pold, nold), (pnew, nnew))
         ov.table.move(dst, (pnew, nnew), (pold, nold))
         return
     whiteout_old = ov.lower_positive(pold, nold)
     _opaque_if_merged(upper, src, pnew)
+    moved = _redirect(ov, src, pold, nold, pnew)
     target = upper.try_lstat(new_path)
     ov.forget_origin(target)
     gone = not _other_links(target if dst is None or dst.upper else _lower_st(ov, dst))
@@ -336,6 +341,8 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
     if dst is not None:
         ov.table.detach(dst, pnew, nnew, gone=gone)
     ov.table.move(src, (pold, nold), (pnew, nnew))
+    src.lpaths = moved
+    ov.moved_dirs = ov.moved_dirs or moved is not None
 
 
 def _rename_leaving_whiteout(upper: UpperLayer, old: bytes, new: bytes) -> None:
@@ -382,16 +389,53 @@ def _check_rename(ov: Overlay, src: Node | None, dst: Node | None, flags: int) -
         if replaced.is_dir and not src.is_dir:
             raise IsADirectoryError(errno.EISDIR, "is a directory")
     for node in (src, dst) if exchange else (src,):
-        if node.is_dir and node.lowers:
+        if node.is_dir and node.lowers and not ov.redirect_dir:
             raise OSError(errno.EXDEV, "a merged or lower directory cannot move")
     if replaced is not None and replaced.is_dir and not is_empty(ov, replaced):
         raise OSError(errno.ENOTEMPTY, "directory not empty")
 
 
+def _redirect(ov: Overlay, node: Node, parent: Node, name: bytes,
+              to: Node) -> tuple[bytes, ...] | None:
+    """A merged or lower directory (copied up: the dir alone) about to move from parent/name
+    into TO: its redirect xattr says where its lower dirs are, as the kernel's
+    ovl_set_redirect writes it: its old name when it stays in its dir, else the absolute
+    path from the root, made of the names (or relative redirects) of the dirs above; one it
+    has already is kept when it stays in its dir or is absolute. Returns the Node.lpaths it
+    has once moved (its lower paths stay where they are); a dir with no lower: its own."""
+    if not node.is_dir or not node.lowers:
+        return node.lpaths
+    upper = ov.writable
+    path = parent.child_path(name)
+    lpaths = ov.lower_paths(node)
+    moved = tuple(path if lpaths is None else lpaths[i] for i in node.lowers)
+    samedir = parent is to
+    have = upper.try_getxattr(path, markers.REDIRECT)
+    if have is not None and (samedir or have.startswith(b"/")):
+        return moved
+    if samedir:
+        value = name
+    else:
+        parts = [name if have is None else have]
+        at = parent
+        while at.ino != ROOT and not parts[-1].startswith(b"/"):
+            up, up_name = at.aliases[0]
+            parts.append(upper.try_getxattr(at.path(), markers.REDIRECT) or up_name)
+            at = up
+        value = b"/".join(reversed(parts))
+        if not value.startswith(b"/"):
+            value = b"/" + value
+    ov.note_redirects()
+    with upper.granted(path, stat.S_IWUSR):  # the kernel marks a chmod-000 dir too
+        upper.setxattr(path, markers.REDIRECT, value)
+    return moved
+
+
 def _opaque_if_merged(upper: UpperLayer, node: Node, parent: Node) -> None:
-    """A directory (upper-only: others cannot move) that lands in a merged directory is made
-    opaque, so a lower directory of that name can never show through (the kernel's rule)."""
-    if node.is_dir and not node.opaque and parent.lowers:
+    """A directory with no lower (others get a redirect) that lands in a merged directory is
+    made opaque, so a lower directory of that name can never show through (the kernel's
+    rule)."""
+    if node.is_dir and not node.opaque and parent.lowers and not node.lowers:
         path = node.path()
         with upper.granted(path, stat.S_IWUSR):  # the kernel marks a chmod-000 dir too
             upper.setxattr(path, markers.OPAQUE, b"y")

@@ -10,10 +10,14 @@ Problems found:
   non-regular file or not holding a lower object's key, and user.overlay.* names that neither
   kernel overlayfs nor cowfs uses and that are not a user's escaped xattrs (user.overlay.overlay.*);
 - user.overlay.metacopy (a metadata-only copy-up) on a non-regular file, or, with the lowers
-  given (--lower), on a file whose lower data is gone (a mount answers EIO for it).
+  given (--lower), on a file whose lower data is gone (a mount answers EIO for it);
+- a malformed user.overlay.redirect (a lookup of its dir fails with EINVAL, on the kernel too)
+  or one on a non-directory that is not a metacopy file, and redirects in an upper whose root
+  does not say it holds them (user.overlay.cowfs.redirects: a mount without redirect_dir=on
+  would show them wrong).
 --repair removes only what no overlay reads: work-dir leftovers, opaque and metacopy xattrs on
-non-directories and non-files, and malformed origin xattrs. Everything else is part of what the merged view shows (or is not
-ours to judge): reported, never touched.
+non-directories and non-files, and malformed origin xattrs. Everything else is part of what the
+merged view shows (or is not ours to judge): reported, never touched.
 """
 from __future__ import annotations
 
@@ -129,6 +133,7 @@ def check(up: _Upper, work_fd: int | None, work: str | None,
                 lambda name=name: remove_tree(work_fd, name)))
     top = os.fsencode(up.path)
     found = _xattr_problems(up, top, b".", stat.S_IFDIR, lowers)
+    redirects: list[bytes] = []
     todo = [b""]
     while todo:  # a stack, not recursion: any depth
         dirpath = todo.pop()
@@ -147,8 +152,14 @@ def check(up: _Upper, work_fd: int | None, work: str | None,
                     "lowers read .wh.* markers)"))
             if kind in (stat.S_IFREG, stat.S_IFDIR):  # the only objects with user xattrs
                 found += _xattr_problems(up, path, rel, kind, lowers)
+                if kind == stat.S_IFDIR and up.try_getxattr(rel, markers.REDIRECT) is not None:
+                    redirects.append(path)
             if kind == stat.S_IFDIR:
                 todo.append(rel + b"/")
+    if redirects and not markers.redirects_used(up.path):
+        found.append(Problem(top, f"holds redirects ({_text(redirects[0])}, ...) but its root "
+                             f"lacks {_text(markers.REDIRECTS_USED)}=y: a mount without "
+                             "redirect_dir=on would show those dirs wrong"))
     return problems + sorted(found, key=lambda p: p.path)
 
 
@@ -186,6 +197,18 @@ def _xattr_problems(up: _Upper, path: bytes, rel: bytes, kind: int,
                 if _lower_file(lowers, src) is None:
                     out.append(Problem(path, f"metadata-only copy-up whose lower data "
                                        f"({_text(src)}) is gone: reads as EIO"))
+        elif name == markers.REDIRECT:
+            if kind != stat.S_IFDIR:
+                if up.try_getxattr(rel, markers.METACOPY) is None:
+                    out.append(Problem(path, f"{shown} on a {TYPES[kind]}: read on directories "
+                                       "and metadata-only copy-ups only"))
+            elif not namei.valid_redirect(value := up.getxattr(rel, name)):
+                out.append(Problem(path, f"{shown} is {_text(value)!r}: not a name nor an "
+                                   "absolute path of names (a lookup of the dir fails with "
+                                   "EINVAL)"))
+        elif name == markers.REDIRECTS_USED:
+            if rel != b"." or (value := up.getxattr(rel, name)) != b"y":
+                out.append(Problem(path, f"{shown} belongs on the upper's root, as 'y'"))
         elif name not in markers.KERNEL_PRIVATE:
             out.append(Problem(path, f"unknown overlay xattr {shown}: not one kernel overlayfs "
                                "or cowfs uses, nor an escaped user xattr (user.overlay.overlay.*)"))

@@ -27,7 +27,7 @@ class Node:
     """A merged object. Its location is derived from its aliases, never stored as a path."""
 
     # __weakref__: Overlay.pins holds unlinked, pinned nodes weakly (space_after_forgets)
-    __slots__ = ("ino", "key", "kind", "aliases", "upper", "lowers", "opaque", "nlookup",
+    __slots__ = ("ino", "key", "kind", "aliases", "upper", "lowers", "lpaths", "opaque", "nlookup",
                  "nchild", "handles", "_lock", "listing", "marks", "pin", "data", "__weakref__")
 
     def __init__(self, ino: int, key: bytes, kind: int):
@@ -40,6 +40,9 @@ class Node:
         self.aliases: tuple[tuple[Node, bytes], ...] = ()
         self.upper = False  # exists in upper at its path
         self.lowers: tuple[int, ...] = ()  # lower layers taking part, top first
+        # its path in each of those lowers where a redirect (redirect_dir=on) took them
+        # elsewhere than its parent's there and its name; None: below its parent's (most nodes)
+        self.lpaths: tuple[bytes, ...] | None = None
         self.opaque = False
         self.nlookup = 0
         self.nchild = 0  # aliases of live nodes that name this node as parent

@@ -21,7 +21,14 @@ ORIGIN = b"user.overlay.cowfs.origin"
 # A metadata-only copy-up (metacopy.py): the file's data is its lower's, found at the same path
 # or where REDIRECT says, as in the kernel's format.
 METACOPY = b"user.overlay.metacopy"
+# A renamed lower or merged dir (redirect_dir=on): the path its lower dirs are at, the name in
+# the same parent or "/abs/path" from the overlay root, as kernel overlayfs writes it; on a
+# metacopy file, where its data is.
 REDIRECT = b"user.overlay.redirect"
+# On the upper's root once a redirect was written there: a mount without redirect_dir=on would
+# show such an upper, or a lower that was one, wrong (kernel userxattr mode too), so it is
+# refused (config.py).
+REDIRECTS_USED = b"user.overlay.cowfs.redirects"
 # The user.overlay.* names kernel overlayfs (6.18) itself reads or writes; with ORIGIN and the
 # escaped ones, every name an upper may rightly carry under that prefix (`cowfs fsck`).
 KERNEL_PRIVATE = frozenset(
@@ -40,6 +47,13 @@ WHITEOUT_MODE = stat.S_IFCHR | 0o000
 
 def is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def redirects_used(upper: str) -> bool:
+    try:
+        return os.getxattr(upper, REDIRECTS_USED) == b"y"
+    except OSError:
+        return False
 
 
 def is_opaque_value(value: bytes | None) -> bool:

@@ -40,16 +40,17 @@ def data_path(path: bytes, redirect: bytes | None) -> bytes:
     return parent + b"/" + redirect if parent else redirect
 
 
-def lower_data(ov, path: bytes) -> tuple[int, bytes] | None:
+def lower_data(ov, path: bytes, lpath: bytes | None = None) -> tuple[int, bytes] | None:
     """(lower index, path) of the data of the upper regular file at PATH if it is a metacopy
-    file, else None. DataError (logged) where it is one that cannot be shown."""
+    file, else None. DataError (logged) where it is one that cannot be shown. LPATH: where the
+    lowers hold what is at PATH when a moved dir above took that elsewhere (redirect_dir)."""
     upper = ov.upper
     if upper.try_getxattr(path, markers.METACOPY) is None:
         return None
     if not ov.metacopy:
         log.warning("%r is a metadata-only copy-up: mount with -o metacopy=on to read it", path)
         raise DataError(errno.EPERM, "metacopy file on a mount without metacopy=on")
-    src = data_path(path, upper.try_getxattr(path, markers.REDIRECT))
+    src = data_path(lpath or path, upper.try_getxattr(path, markers.REDIRECT))
     for index, layer in enumerate(ov.lowers):
         st = layer.try_lstat(src)
         if st is None:

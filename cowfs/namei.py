@@ -6,6 +6,7 @@ a whiteout (0/0 device or OCI `.wh.NAME`), a non-directory, or an opaque directo
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -25,6 +26,7 @@ class Entry:
     lowers: tuple[int, ...]  # lower layers taking part, top first
     opaque: bool
     key: bytes
+    lpaths: tuple[bytes, ...] | None = None  # Node.lpaths: set where a redirect was followed
     # a metacopy file's data (metacopy.lower_data): (lower index, path in that lower)
     data: tuple[int, bytes] | None = None
 
@@ -175,3 +177,133 @@ def lower_positive(lowers: list[Layer], parent_lowers: tuple[int, ...], path: by
                    name: bytes, marks: dict) -> bool:
     """Whether a lower shows something at `path`, so removing it must leave a whiteout."""
     return bool(_lower_stack(lowers, parent_lowers, path, name, False, marks))
+
+
+def valid_redirect(value: bytes) -> bool:
+    """A redirect the kernel accepts: a name, or "/a/b" with no empty component. "." and ".."
+    are refused too (the kernel does not check them): a path must not leave its layer."""
+    if value.startswith(b"/"):
+        parts = value[1:].split(b"/")
+    else:
+        parts = [value]
+    return all(p and p not in (b".", b"..") and b"/" not in p for p in parts)
+
+
+def redirect_of(layer: Layer, path: bytes) -> bytes | None:
+    """The redirect xattr of a dir; EINVAL for a malformed one, as the kernel fails that lookup."""
+    value = layer.try_getxattr(path, markers.REDIRECT)
+    if value is not None and not valid_redirect(value):
+        raise OSError(errno.EINVAL, f"invalid redirect {value!r} on {path!r}")
+    return value
+
+
+def resolve_following(upper: UpperLayer | None, lowers: list[Layer], origins: dict[bytes, bytes],
+                      parent_upper: bool, parent_lowers: tuple[int, ...],
+                      lprefix: dict[int, bytes] | None, path: bytes, name: bytes,
+                      marks: dict) -> Entry | None:
+    """resolve() with redirect_dir=on (the kernel's ovl_lookup): a dir's redirect xattr, on
+    the upper dir or on a lower one (a lower that was once an upper), says where the lower dirs
+    below it are: "name" in the parent's lower dirs, or "/a/b" from the root of every lower
+    below. LPREFIX: the parent's path and "/" in each of its lowers, None where that is its
+    merged path (no redirect above)."""
+    top: Entry | None = None
+    redirect = None
+    if parent_upper and upper is not None:
+        st = upper.try_lstat(path)
+        if st is not None:
+            if markers.is_whiteout(st):
+                return None
+            if not stat.S_ISDIR(st.st_mode):
+                return Entry(stat.S_IFMT(st.st_mode), st, True, (), False,
+                             _upper_key(upper, path, st, origins))
+            redirect = redirect_of(upper, path)
+            if not parent_lowers and redirect is None:
+                return Entry(stat.S_IFDIR, st, True, (), False, upper_key(st))
+            opaque = markers.is_opaque_value(upper.try_getxattr(path, markers.OPAQUE))
+            top = Entry(stat.S_IFDIR, st, True, (), opaque, upper_key(st))
+            if opaque:
+                return top
+    if name.startswith(markers.OCI_PREFIX):
+        return top  # OCI markers are never names in the merged view
+    found, moved = _stack_following(lowers, parent_lowers, lprefix, path[: len(path) - len(name)],
+                                    name, redirect, top is not None, marks)
+    if not found:
+        return top
+    index, st, lpath = found[0]
+    if top is None:
+        if not stat.S_ISDIR(st.st_mode):
+            return Entry(stat.S_IFMT(st.st_mode), st, False, (index,), False,
+                         lower_key(index, lpath, st))
+        top = Entry(stat.S_IFDIR, st, False, (), False, b"")
+    elif not stat.S_ISDIR(st.st_mode):
+        return top  # an upper dir hides a lower non-directory
+    top.lowers = tuple(i for i, _, _ in found)
+    top.key = lower_key(index, lpath, st)
+    if moved:
+        top.lpaths = tuple(p for _, _, p in found)
+    return top
+
+
+def _stack_following(lowers: list[Layer], parent_lowers: tuple[int, ...],
+                     lprefix: dict[int, bytes] | None, prefix: bytes, name: bytes,
+                     redirect: bytes | None, below_dir: bool, marks: dict) -> tuple[list, bool]:
+    """_lower_stack() following redirects: [(index, stat, path in that lower)] top first, and
+    whether a redirect took a path elsewhere than below the parent's (PREFIX: its merged path
+    and "/")."""
+    found: list[tuple[int, os.stat_result, bytes]] = []
+    order = list(parent_lowers)
+    absolute = None  # the path from the layer root, once a redirect was absolute
+    rel = name  # else the name in the parent's lower dir
+    moved = redirect is not None
+
+    def follow(value: bytes, done: int) -> None:
+        nonlocal absolute, rel, order
+        if value.startswith(b"/"):
+            # from the root: every lower below this one, not only the parent's
+            absolute = value[1:]
+            order = [*order[:done], *range(order[done - 1] + 1 if done else 0, len(lowers))]
+        elif absolute is not None:
+            head = absolute.rpartition(b"/")[0]
+            absolute = head + b"/" + value if head else value
+        else:
+            rel = value
+
+    if redirect is not None:
+        follow(redirect, 0)
+    i = 0
+    while i < len(order):
+        index = order[i]
+        i += 1
+        layer = lowers[index]
+        if absolute is not None:
+            lpath = absolute
+        else:
+            dirpath = prefix if lprefix is None else lprefix[index]
+            if _oci_whiteout_in(layer, dirpath, markers.OCI_PREFIX + rel, marks):
+                break
+            lpath = dirpath + rel
+        st = layer.try_lstat(lpath)
+        if st is None:
+            continue
+        if markers.is_whiteout(st):
+            break
+        if not stat.S_ISDIR(st.st_mode):
+            if not found and not below_dir:
+                found.append((index, st, lpath))
+            break
+        found.append((index, st, lpath))
+        if index == len(lowers) - 1 or lower_is_opaque(layer, lpath):
+            break
+        value = redirect_of(layer, lpath)
+        if value is not None:
+            moved = True
+            follow(value, i)
+    return found, moved
+
+
+def lower_positive_following(lowers: list[Layer], parent_lowers: tuple[int, ...],
+                             lprefix: dict[int, bytes] | None, path: bytes, name: bytes,
+                             marks: dict) -> bool:
+    """lower_positive() where the parent's lower dirs may be elsewhere (LPREFIX)."""
+    return bool(_stack_following(lowers, parent_lowers, lprefix, path[: len(path) - len(name)],
+                                 name, None, False, marks)[0])

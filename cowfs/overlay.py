@@ -12,7 +12,7 @@ import weakref
 import pyfuse3
 import trio
 
-from . import hardlinks, metacopy, namei
+from . import hardlinks, markers, metacopy, namei
 from .config import MountConfig
 from .inodes import Node, NodeTable
 from .layers import Layer, UpperLayer
@@ -72,6 +72,11 @@ class Overlay:
         self.am_root = os.geteuid() == 0
         self.own_lowers = cfg.own_lowers
         self.metacopy = cfg.metacopy
+        # renaming a lower or merged dir records a redirect, and lookups follow them
+        self.redirect_dir = cfg.redirect_dir
+        # whether a node ever had Node.lpaths: until then no lower path needs a walk
+        self.moved_dirs = False
+        self.redirects_noted = self.upper is not None and markers.redirects_used(cfg.upper)
         self.uid, self.gid = os.geteuid(), os.getegid()
         # whether a lower object's attributes say who owns it (see getattr)
         self.atime_fixed = not cfg.own_lowers and bool(Layer.NOATIME)
@@ -120,18 +125,68 @@ class Overlay:
     def resolve_at(self, parent: Node, prefix: bytes, name: bytes) -> namei.Entry | None:
         """resolve() of a name in a directory being listed, PREFIX its path plus "/" (b"" for
         the root): the path is walked once per listing, not once per entry."""
-        entry = namei.resolve(self.upper, self.lowers, self.origins, parent.upper,
-                              parent.lowers, prefix + name, name, _marks(parent))
+        lprefix = None
+        if self.redirect_dir:
+            lprefix = self.lower_prefixes(parent)
+            entry = namei.resolve_following(
+                self.upper, self.lowers, self.origins, parent.upper, parent.lowers, lprefix,
+                prefix + name, name, _marks(parent))
+        else:
+            entry = namei.resolve(self.upper, self.lowers, self.origins, parent.upper,
+                                  parent.lowers, prefix + name, name, _marks(parent))
         # a metacopy file is a copy-up, so it carries its origin (its key is a lower key):
         # files made in the upper cost no extra syscall here
         if (entry is not None and entry.upper and entry.kind == stat.S_IFREG
                 and entry.key.startswith(b"l:")):
+            # below a moved dir its data is below the dir's lower path (its top lower's)
+            lpath = None if not lprefix else lprefix[parent.lowers[0]] + name
             try:
-                entry.data = metacopy.lower_data(self, prefix + name)
+                entry.data = metacopy.lower_data(self, prefix + name, lpath)
             except metacopy.DataError as e:
                 e.entry = entry
                 raise
         return entry
+
+    def lower_paths(self, node: Node) -> dict[int, bytes] | None:
+        """node's path in each of its lowers (index -> path) where a redirect on it or above
+        it took that elsewhere than its merged path; None where none did (always without
+        redirect_dir). O(depth), like Node.path()."""
+        if not self.moved_dirs:
+            return None
+        names = []
+        at = node
+        while at.lpaths is None:
+            if at.ino == pyfuse3.ROOT_INODE:
+                return None
+            if not at.aliases:
+                raise FileNotFoundError(errno.ENOENT, "unlinked")
+            at, name = at.aliases[0]
+            names.append(name)
+        tail = b"/".join(reversed(names))
+        base = dict(zip(at.lowers, at.lpaths))
+        return {i: base[i] + b"/" + tail if tail else base[i] for i in node.lowers}
+
+    def lower_path(self, node: Node, index: int | None = None) -> bytes:
+        """node's path in its lower INDEX (default: its top one)."""
+        paths = self.lower_paths(node)
+        if paths is None:
+            return node.path()
+        return paths[node.lowers[0] if index is None else index]
+
+    def lower_prefixes(self, parent: Node) -> dict[int, bytes] | None:
+        """What a child's path in each of parent's lowers starts with, or None: see
+        lower_paths."""
+        paths = self.lower_paths(parent)
+        if paths is None:
+            return None
+        return {i: b"" if p == b"." else p + b"/" for i, p in paths.items()}
+
+    def note_redirects(self) -> None:
+        """A redirect is about to be written: mark the upper as needing redirect_dir=on."""
+        if not self.redirects_noted:
+            with self.upper.granted(b".", stat.S_IWUSR):
+                self.upper.setxattr(b".", markers.REDIRECTS_USED, b"y")
+            self.redirects_noted = True
 
     def forget_origin(self, st: os.stat_result | None) -> None:
         """An upper object is going away: its inode number may be reused by an unrelated one."""
@@ -145,6 +200,10 @@ class Overlay:
         self.origin_map.add(st.st_ino, origin)
 
     def lower_positive(self, parent: Node, name: bytes) -> bool:
+        if self.redirect_dir:
+            return namei.lower_positive_following(
+                self.lowers, parent.lowers, self.lower_prefixes(parent), parent.child_path(name),
+                name, _marks(parent))
         return namei.lower_positive(self.lowers, parent.lowers, parent.child_path(name), name,
                                     _marks(parent))
 
@@ -161,7 +220,7 @@ class Overlay:
             node = self._known_elsewhere(node, parent, name, entry)
         listing = node.listing
         if listing is not None:
-            if entry.upper or entry.lowers != node.lowers:
+            if entry.upper or entry.lowers != node.lowers or entry.lpaths != node.lpaths:
                 node.listing = None
             else:
                 st, (_, mtime, ctime) = entry.st, listing.stamp[0]
@@ -174,6 +233,9 @@ class Overlay:
         if entry.upper:
             node.listing = None
         node.lowers = entry.lowers
+        node.lpaths = entry.lpaths
+        if entry.lpaths is not None:
+            self.moved_dirs = True
         node.opaque = entry.opaque
         self.table.attach(node, parent, name)
         return node
@@ -197,8 +259,11 @@ class Overlay:
     def lower_stamp(self, node: Node) -> tuple:
         """What identifies the state of the lower dirs of a dir (Listing.stamp): (st_ino,
         st_mtime_ns, st_ctime_ns) of each, top first. OSError once one is gone."""
-        path = node.path()
-        return tuple(_stamp(self.lowers[i].lstat(path)) for i in node.lowers)
+        paths = self.lower_paths(node)
+        if paths is None:
+            path = node.path()
+            return tuple(_stamp(self.lowers[i].lstat(path)) for i in node.lowers)
+        return tuple(_stamp(self.lowers[i].lstat(paths[i])) for i in node.lowers)
 
     def listing_current(self, node: Node, listing: Listing) -> bool:
         """Whether node's kept listing was made from the lower dirs that are there now."""
@@ -267,7 +332,10 @@ class Overlay:
     def path_of(self, node: Node) -> bytes:
         """The node's path in its layer. FUSE names no path, only the inode, where the kernel
         overlay would use the name it was given: a hard link whose first name's directory the
-        daemon cannot search is reached through another of its names."""
+        daemon cannot search is reached through another of its names. A lower object's path
+        is its lower path (lower_path) once a redirect took that elsewhere."""
+        if not node.upper and self.redirect_dir and node.aliases:
+            return self.lower_path(node)
         if len(node.aliases) < 2:
             return node.path()
         layer = self.layer_of(node)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import logging
 
 import pyfuse3
 
@@ -12,6 +13,8 @@ from .inodes import ROOT, ROOT_PARENT, Node
 from .layers import WHITEOUT, Layer
 from .metacopy import DataError
 from .overlay import Listing, Overlay
+
+log = logging.getLogger(__name__)
 
 
 class DirHandle:
@@ -27,12 +30,14 @@ class DirHandle:
 
 def merged_names(ov: Overlay, node: Node) -> list[bytes]:
     path = node.path()
+    lpaths = ov.lower_paths(node)
     out: list[bytes] = []
     seen: set[bytes] = set()  # shown, or hidden by a whiteout
     if node.upper:
         _merge_layer(ov.upper, path, out, seen, oci=False)
     for index in node.lowers:
-        _merge_layer(ov.lowers[index], path, out, seen, oci=True)
+        _merge_layer(ov.lowers[index], path if lpaths is None else lpaths[index], out, seen,
+                     oci=True)
     return out
 
 
@@ -54,6 +59,19 @@ def _merge_layer(layer: Layer, path: bytes, out: list[bytes], seen: set[bytes], 
 
 def is_empty(ov: Overlay, node: Node) -> bool:
     return not merged_names(ov, node)
+
+
+def _listed_entry(ov: Overlay, parent: Node, prefix: bytes, name: bytes) -> namei.Entry | None:
+    """resolve_at() of a listed name. A dir whose redirect is malformed (EINVAL) is left out
+    of its parent's listing (the kernel lists the name, and fails its lookup as we do): the
+    rest of the dir stays listable; `cowfs fsck` names it."""
+    try:
+        return ov.resolve_at(parent, prefix, name)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        log.warning("%r left out of its directory's listing: %s", prefix + name, e.strerror)
+        return None
 
 
 class DirHandles:
@@ -103,9 +121,9 @@ class DirHandles:
             name = h.names[i]
             try:
                 if parent.upper:
-                    entry = ov.reaching(path, ov.resolve_at, parent, prefix, name)
+                    entry = ov.reaching(path, _listed_entry, ov, parent, prefix, name)
                 else:
-                    entry = ov.resolve_at(parent, prefix, name)
+                    entry = _listed_entry(ov, parent, prefix, name)
             except DataError as e:
                 # a metacopy file that cannot be shown, as on the kernel: one that lost its
                 # lower data is left out; one not followed (no -o metacopy=on) is listed, with
@@ -137,8 +155,8 @@ class DirHandles:
         if listing is None:
             stamp = self.ov.lower_stamp(node)  # before: a change while listing is seen next time
             prefix = node.child_prefix()
-            resolve = self.ov.resolve_at
-            listing = Listing((name, namei.kept(resolve(node, prefix, name)))
+            ov = self.ov
+            listing = Listing((name, namei.kept(_listed_entry(ov, node, prefix, name)))
                               for name in merged_names(self.ov, node))
             listing.stamp = stamp
             node.listing = listing
