@@ -235,7 +235,7 @@ def _lower_st(ov: Overlay, node: Node | None) -> os.stat_result | None:
     """A lower object's stat: its other names stay in the view once one is whited out."""
     if node is None or node.is_dir:
         return None
-    return ov.lowers[node.lowers[0]].try_lstat(node.path())
+    return ov.lowers[node.lowers[0]].try_lstat(ov.lower_path(node))
 
 
 def _put_whiteout(upper: UpperLayer, path: bytes, old: os.stat_result | None) -> None:

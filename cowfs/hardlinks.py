@@ -145,7 +145,7 @@ async def has_other_names(ov, node: Node) -> bool:
     if node.upper or node.is_dir or not node.lowers:
         return False
     layer = ov.lowers[node.lowers[0]]
-    return len(await ov.lower_links.names(layer, layer.lstat(node.path()))) > 1
+    return len(await ov.lower_links.names(layer, layer.lstat(ov.lower_path(node)))) > 1
 
 
 def place(ov, node: Node, tmp: bytes, path: bytes, names: tuple[bytes, ...]) -> None:

@@ -233,12 +233,12 @@ def resolve_following(upper: UpperLayer | None, lowers: list[Layer], origins: di
     if top is None:
         if not stat.S_ISDIR(st.st_mode):
             return Entry(stat.S_IFMT(st.st_mode), st, False, (index,), False,
-                         lower_key(index, lpath, st))
+                         lower_key(lowers[index], lpath, st))
         top = Entry(stat.S_IFDIR, st, False, (), False, b"")
     elif not stat.S_ISDIR(st.st_mode):
         return top  # an upper dir hides a lower non-directory
     top.lowers = tuple(i for i, _, _ in found)
-    top.key = lower_key(index, lpath, st)
+    top.key = lower_key(lowers[index], lpath, st)
     if moved:
         top.lpaths = tuple(p for _, _, p in found)
     return top

@@ -340,3 +340,19 @@ def test_metacopy_of_a_lower_hard_link_copies_the_data(overlay_pair):
     tree = pair.upper_tree("cowfs")
     assert tree["a"]["ino"] == tree["d/b"]["ino"]
     assert not any(k.endswith("metacopy") for k in tree["a"]["xattrs"])
+
+
+def test_name_below_a_moved_dir(overlay_pair):
+    """With -o redirect_dir=on a lower dir can move: the copy-up's walk finds the name at its
+    path in the layer, which the view no longer shows there, so it is linked when a lookup sees
+    it at its new place (hardlinks.unite): one object, as on the kernel with index=on."""
+    pair = overlay_pair({"a": File("A\n"), "d/b": Hardlink("a")},
+                        kernel_opts=["index=on", "redirect_dir=on"],
+                        cowfs_opts=["-o", "redirect_dir=on"])
+    out = pair.run([["rename", "d", "e"], ["lstat", "a"], ["write_file", "a", "new\n"],
+                    ["read_file", "e/b"], *stats("a", "e/b"), ["write_file", "e/b", "newer\n"],
+                    ["read_file", "a"]])
+    out.assert_same()
+    assert out.kernel[3] == {"ok": "new\n"} and out.kernel[5]["ok"]["ino"] == "op1"
+    tree = pair.upper_tree("cowfs")
+    assert tree["a"]["ino"] == tree["e/b"]["ino"]
