@@ -37,10 +37,12 @@ FUSERMOUNT_BUILTIN = "/bin/fusermount3"
 FUSE_CONF = "/etc/fuse.conf"
 
 #: Names allowed in an existing work dir: kernel overlayfs's own layout (WORK/work is also
-#: cowfs's scratch area; WORK/index is the kernel's index=on directory), and the origins of
-#: copied-up symlinks and special files cowfs keeps there (originmap.py).
+#: cowfs's scratch area; WORK/index is the kernel's index=on directory), the origins of
+#: copied-up symlinks and special files cowfs keeps there (originmap.py), and the copies of
+#: lower hard links whose names are being linked (hardlinks.py).
 ORIGINS_FILE = "cowfs-origins"
-WORK_DIR_ENTRIES = frozenset({"work", "index", ORIGINS_FILE})
+LINKS_DIR = "cowfs-links"
+WORK_DIR_ENTRIES = frozenset({"work", "index", ORIGINS_FILE, LINKS_DIR})
 
 
 class UsageError(Exception):
@@ -263,7 +265,8 @@ def _check_work_contents(work: str, shown: str) -> None:
         more = f" (and {len(stray) - 1} more)" if len(stray) > 1 else ""
         raise UsageError(
             f"work directory {shown} is not empty: it contains {stray[0]!r}{more}; "
-            "use an empty directory (only 'work', 'index' and 'cowfs-origins' are allowed)"
+            "use an empty directory (only 'work', 'index', 'cowfs-origins' and 'cowfs-links' are "
+            "allowed)"
         )
     for name in sorted(names):
         p = os.path.join(work, name)

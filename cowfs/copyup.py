@@ -16,7 +16,7 @@ import time
 
 import trio
 
-from . import markers, metacopy
+from . import hardlinks, markers, metacopy
 from .inodes import Node
 from .layers import RENAME_NOREPLACE, Layer, UpperLayer
 from .overlay import Overlay
@@ -120,12 +120,14 @@ async def _copy_up_file(ov: Overlay, node: Node, data: bool, meta: bool) -> None
     lower = ov.lowers[node.lowers[0]]
     path = ov.lower_path(node)
     st = lower.lstat(path)
+    names = await ov.lower_links.names(lower, st)  # a lower hard link's, to link them all
     tmp = upper.temp_name()
     metacopied = False
     try:
         if stat.S_ISREG(st.st_mode):
             size = st.st_size if data else 0
-            metacopied = meta and size > 0
+            # a lower hard link's names are linked to a copy with its data (README)
+            metacopied = meta and size > 0 and not names
             await _copy_file(upper, lower, path, tmp, size, with_data=not metacopied)
             if metacopied and not metacopy.mark(tmp, upper):
                 metacopied = False  # no user xattrs on the upper: the data, then
@@ -144,7 +146,10 @@ async def _copy_up_file(ov: Overlay, node: Node, data: bool, meta: bool) -> None
             raise OSError(errno.ENOENT, "unlinked during copy-up")
         _ensure_parent(ov, node)
         path = node.path()
-        _place(ov, upper, tmp, path, node.aliases[0][0])
+        if names:  # a lower hard link: its names in the view become links of the copy
+            hardlinks.place(ov, node, tmp, path, names)
+        else:
+            _place(ov, upper, tmp, path, node.aliases[0][0])
     except BaseException:
         upper.remove_in_work(tmp)
         raise
@@ -153,10 +158,10 @@ async def _copy_up_file(ov: Overlay, node: Node, data: bool, meta: bool) -> None
         # open handles keep reading the lower data, at its lower path (below a moved dir too)
         node.data = (node.lowers[0], ov.lower_path(node))
     else:
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(st.st_mode) and not names:
             ov.note_origin(upper.lstat(path), node.key)
-        _reopen_handles(ov, node)
-    ov.attrs_changed(node)  # e.g. a lower hard link's count: the copy has one link
+        reopen_handles(ov, node)
+    ov.attrs_changed(node)  # the copy's link count: the names the view shows
 
 
 async def _copy_up_data(ov: Overlay, node: Node, data: bool) -> None:
@@ -180,7 +185,7 @@ async def _copy_up_data(ov: Overlay, node: Node, data: bool) -> None:
         upper.remove_in_work(tmp)
         raise
     node.data = None
-    _reopen_handles(ov, node)
+    reopen_handles(ov, node)
     ov.attrs_changed(node)  # its blocks are its own now
 
 
@@ -302,7 +307,7 @@ def _place(ov: Overlay, upper: UpperLayer, tmp: bytes, path: bytes, parent: Node
     ov.attrs_changed(parent)  # its ctime moved: the kernel's cached copy is stale
 
 
-def _reopen_handles(ov: Overlay, node: Node) -> None:
+def reopen_handles(ov: Overlay, node: Node) -> None:
     """Descriptors opened before the copy-up read the upper copy from now on."""
     for handle in node.handles:
         if handle.upper:

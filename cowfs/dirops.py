@@ -14,7 +14,7 @@ import os
 import stat
 from typing import Callable
 
-from . import markers, metacopy
+from . import hardlinks, markers, metacopy
 from .copyup import copy_up, ensure_upper_dir
 from .files import DROP_FLAGS
 from .inodes import ROOT, Node
@@ -171,7 +171,19 @@ async def unlink(ov: Overlay, parent: Node, name: bytes) -> None:
     node = await _settled(ov, parent, name)
     if node.is_dir:
         raise IsADirectoryError(errno.EISDIR, "is a directory")
+    if await _copied_for_link_count(ov, node):
+        node = await _settled(ov, parent, name)
     _remove(ov, parent, name, node)
+
+
+async def _copied_for_link_count(ov: Overlay, node: Node) -> bool:
+    """Copy up a lower hard link one of whose names is going (hardlinks.has_other_names).
+    One the mounting user cannot read is left below (its names show the lower's count)."""
+    if not await hardlinks.has_other_names(ov, node):
+        return False
+    with contextlib.suppress(PermissionError):
+        await copy_up(ov, node)
+    return True
 
 
 async def rmdir(ov: Overlay, parent: Node, name: bytes) -> None:
@@ -201,7 +213,7 @@ def _remove(ov: Overlay, parent: Node, name: bytes, node: Node) -> None:
     path = parent.child_path(name)
     old = upper.try_lstat(path) if parent.upper else None
     ov.forget_origin(old)
-    gone = not _other_links(old)
+    gone = not _other_links(old if node.upper else _lower_st(ov, node))
     with ov.pinned(node, gone):
         if ov.lower_positive(parent, name):
             ensure_upper_dir(ov, parent)
@@ -215,8 +227,15 @@ def _remove(ov: Overlay, parent: Node, name: bytes, node: Node) -> None:
 
 
 def _other_links(st: os.stat_result | None) -> bool:
-    """An upper non-directory that other hard links keep alive after this name goes."""
+    """A non-directory that other hard links keep alive after this name goes."""
     return st is not None and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1
+
+
+def _lower_st(ov: Overlay, node: Node | None) -> os.stat_result | None:
+    """A lower object's stat: its other names stay in the view once one is whited out."""
+    if node is None or node.is_dir:
+        return None
+    return ov.lowers[node.lowers[0]].try_lstat(ov.lower_path(node))
 
 
 def _put_whiteout(upper: UpperLayer, path: bytes, old: os.stat_result | None) -> None:
@@ -257,6 +276,7 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
                  flags: int) -> None:
     upper = ov.writable
     exchange = bool(flags & RENAME_EXCHANGE)
+    counted = None  # the replaced lower hard link copied up for its other names' link count
     while True:
         src = ov.child(pold, nold)
         dst = ov.child(pnew, nnew)
@@ -272,6 +292,9 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
             await _wait(src)
         elif dst is not None and exchange and not dst.upper:
             await copy_up(ov, dst, meta=True)
+        elif dst is not None and not dst.upper and dst is not counted:
+            counted = dst
+            await _copied_for_link_count(ov, dst)
         elif dst is not None and dst.busy():
             await _wait(dst)
         else:
@@ -296,7 +319,7 @@ async def rename(ov: Overlay, pold: Node, nold: bytes, pnew: Node, nnew: bytes,
     moved = _redirect(ov, src, pold, nold, pnew)
     target = upper.try_lstat(new_path)
     ov.forget_origin(target)
-    gone = not _other_links(target)
+    gone = not _other_links(target if dst is None or dst.upper else _lower_st(ov, dst))
     with ov.pinned(dst, gone):
         if target is not None and stat.S_ISDIR(target.st_mode):
             if dst is not None and dst.lowers and not dst.opaque:

@@ -42,6 +42,9 @@ class Layer:
 
     # the lower is never written, not even its atimes where we may avoid it
     NOATIME = os.O_NOATIME
+    # its regular files are links to a content store (hardlinks.deduplicated): files of equal
+    # content share an inode without being one file
+    deduplicated = False
 
     def __init__(self, path: str, index: int):
         self.path = path

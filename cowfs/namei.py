@@ -71,15 +71,18 @@ def _upper_key(upper: UpperLayer, path: bytes, st: os.stat_result,
     return origins.get(key, key)
 
 
-def lower_key(index: int, path: bytes, st: os.stat_result) -> bytes:
-    key = b"l:%d:%d:%d" % (index, st.st_dev, st.st_ino)
-    if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
-        # Lower hardlinks are separate objects in the merged view, as in kernel overlay without
-        # index=on: a copy-up breaks the link.
+def lower_key(layer: Layer, path: bytes, st: os.stat_result) -> bytes:
+    """A lower object's key: every name of a lower hard link is one object (hardlinks.py), but
+    in a deduplicated layer, where each name is an object of its own (a copy-up breaks the
+    link, as the kernel does)."""
+    key = b"l:%d:%d:%d" % (layer.index, st.st_dev, st.st_ino)
+    if layer.deduplicated and st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
         key += b":" + path
     return key
 
 
+# ":PATH": one name of a deduplicated layer's object (or an ORIGIN from before lower hard links
+# were one object)
 _LOWER_KEY = re.compile(rb"l:\d+:\d+:\d+(:.+)?\Z", re.DOTALL)
 
 
@@ -122,12 +125,12 @@ def resolve(upper: UpperLayer | None, lowers: list[Layer], origins: dict[bytes, 
     if top is None:
         if not stat.S_ISDIR(st.st_mode):
             return Entry(stat.S_IFMT(st.st_mode), st, False, (index,), False,
-                         lower_key(index, path, st))
+                         lower_key(lowers[index], path, st))
         top = Entry(stat.S_IFDIR, st, False, (), False, b"")
     elif not stat.S_ISDIR(st.st_mode):
         return top  # an upper dir hides a lower non-directory
     top.lowers = tuple(i for i, s in found)
-    top.key = lower_key(index, path, st)
+    top.key = lower_key(lowers[index], path, st)
     return top
 
 
@@ -230,12 +233,12 @@ def resolve_following(upper: UpperLayer | None, lowers: list[Layer], origins: di
     if top is None:
         if not stat.S_ISDIR(st.st_mode):
             return Entry(stat.S_IFMT(st.st_mode), st, False, (index,), False,
-                         lower_key(index, lpath, st))
+                         lower_key(lowers[index], lpath, st))
         top = Entry(stat.S_IFDIR, st, False, (), False, b"")
     elif not stat.S_ISDIR(st.st_mode):
         return top  # an upper dir hides a lower non-directory
     top.lowers = tuple(i for i, _, _ in found)
-    top.key = lower_key(index, lpath, st)
+    top.key = lower_key(lowers[index], lpath, st)
     if moved:
         top.lpaths = tuple(p for _, _, p in found)
     return top

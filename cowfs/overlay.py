@@ -12,7 +12,7 @@ import weakref
 import pyfuse3
 import trio
 
-from . import markers, metacopy, namei
+from . import hardlinks, markers, metacopy, namei
 from .config import MountConfig
 from .inodes import Node, NodeTable
 from .layers import Layer, UpperLayer
@@ -51,12 +51,15 @@ TIMEOUT = 86400.0
 class Overlay:
     def __init__(self, cfg: MountConfig, timeout: float = TIMEOUT):
         self.lowers = [Layer(path, i) for i, path in enumerate(cfg.lowers)]
+        for layer in self.lowers:
+            layer.deduplicated = hardlinks.deduplicated(layer.path)
         self.upper = UpperLayer(cfg.upper, cfg.work) if cfg.upper else None
         self.timeout = timeout
         # upper key -> origin key, for copied-up objects that cannot carry the ORIGIN xattr,
         # kept across mounts in the work dir (originmap.py)
         self.origins: dict[bytes, bytes] = {}
         self.origin_map: OriginMap | None = None
+        self.lower_links = hardlinks.LowerLinks(cfg.work if cfg.upper else None)
         if self.upper is not None:
             top_st = self.upper.lstat(b".")
             dev = top_st.st_dev
@@ -93,8 +96,11 @@ class Overlay:
         # what getxattr of markers.LAYERS on the root answers (attrs.getxattr)
         self.layers_xattr = json.dumps(
             {"lowers": list(cfg.lowers), "upper": cfg.upper, "work": cfg.work}).encode()
+        if self.upper is not None:
+            hardlinks.finish(self)  # what a kill left half linked, before anything is served
 
     def close(self) -> None:
+        self.lower_links.close()
         if self.origin_map is not None:
             self.origin_map.close()
         for layer in self.lowers:
@@ -204,6 +210,9 @@ class Overlay:
     def node_for(self, parent: Node, name: bytes, entry: namei.Entry) -> Node:
         """The node for a resolved entry, attached under parent/name (no lookup count taken)."""
         node = self.table.get_or_add(entry.key, entry.kind)
+        if node.upper != entry.upper and node.kind != stat.S_IFDIR and node.aliases:
+            # one lower object's key in the upper and in a lower: a name its copy-up missed
+            node = hardlinks.unite(self, node, parent, name, entry)
         aliases = node.aliases
         if (aliases and aliases[0] != (parent, name)
                 and (node.kind == stat.S_IFDIR or entry.st.st_nlink == 1)

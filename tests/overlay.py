@@ -948,7 +948,9 @@ def compare_results(ops: list, kernel: list, cowfs: list) -> list[Diff]:
             _move_names(link_paths, op[1].rstrip("/"), None)
         elif op[0] == "rename" and len(op) > 2 and c == {"ok": None}:
             a, b = op[1].rstrip("/"), op[2].rstrip("/")
-            if op[3:4] == ["EXCHANGE"]:
+            if a == b:
+                pass  # a name renamed onto itself stays (not: removed as the target)
+            elif op[3:4] == ["EXCHANGE"]:
                 _move_names(link_paths, a, "\0swap")
                 _move_names(link_paths, b, a)
                 _move_names(link_paths, "\0swap", b)
@@ -1042,22 +1044,107 @@ def _op_name(d: Diff) -> str | None:
 def _hardlink_ino(d: Diff, ctx: Context) -> bool:
     """The st_ino of a non-directory with several names, in a stat result, a listing entry or
     the tree (each carries type and nlink); or the kernel's ESTALE for renaming one name of such
-    an object over another, which cowfs, seeing one object, does as POSIX says (nothing). A
-    path that names a lower hard link counts too: a file renamed over it keeps its own st_ino
-    on cowfs, as POSIX wants, where the kernel shows the copy-up's; so does an object known to
-    have had several names in the run (Diff.linked: the kernel shows the upper inode's number
-    for a lower hard link copied up, and for a name linked through the mount)."""
+    an object over another, which cowfs, seeing one object, does as POSIX says (nothing). An
+    object known to have had several names in the run counts too (Diff.linked: the kernel shows
+    the upper inode's number for a name linked through the mount)."""
     if _op_name(d) == "rename" and d.kernel == {"errno": "ESTALE"} and d.cowfs == {"ok": None}:
         return True
     if _field(d) != "ino":
         return False
     if d.linked:
         return True
-    st = ctx.lower_stat(d.path)
-    if st is not None and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
-        return True
     return any(isinstance(e, dict) and e.get("type") not in (None, "d")
                and (e.get("nlink") or 0) > 1 for e in d.entries)
+
+
+def _lower_hardlink_copyup(d: Diff, ctx: Context) -> bool:
+    """Anything about a path that names a lower hard link (a non-directory of st_nlink > 1 in
+    the topmost lower that has the path) and that cowfs copied up or linked to a copy-up; or
+    about a path of the cowfs upper that is a hard link of such a copy (a link made through
+    the mount to a name of a lower hard link)."""
+    if not ctx.in_cowfs_upper(d.path):
+        return False
+    if _names_lower_link(ctx, d.path):
+        return True
+    st = ctx.upper_stat(d.path)
+    if stat.S_ISDIR(st.st_mode) or st.st_nlink < 2:
+        return False
+    for top, dirs, files in os.walk(ctx.cowfs_upper):
+        for n in files + [x for x in dirs if os.path.islink(os.path.join(top, x))]:
+            p = os.path.join(top, n)
+            if os.lstat(p).st_ino == st.st_ino and _names_lower_link(
+                    ctx, os.path.relpath(p, ctx.cowfs_upper)):
+                return True
+    return False
+
+
+def _names_lower_link(ctx: Context, path: str | None) -> bool:
+    st = ctx.lower_stat(path)
+    return st is not None and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1
+
+
+def _index_counts_hidden_names(d: Diff, ctx: Context) -> bool:
+    """An nlink higher on the kernel (with index=on) than on cowfs by no more than the number of
+    names of some lower hard link that the cowfs upper hides (a whiteout or another object at
+    the name, not the copy of that lower inode)."""
+    if not (_field(d) == "nlink" and isinstance(d.kernel, int) and isinstance(d.cowfs, int)
+            and d.cowfs < d.kernel and ctx.cowfs_upper):
+        return False
+    for index, lower in enumerate(ctx.lowers):
+        names: dict[tuple[int, int], list[str]] = {}
+        for top, dirs, files in os.walk(lower):
+            for n in files + [x for x in dirs if os.path.islink(os.path.join(top, x))]:
+                st = os.lstat(os.path.join(top, n))
+                if st.st_nlink > 1:
+                    names.setdefault((st.st_dev, st.st_ino), []).append(
+                        os.path.relpath(os.path.join(top, n), lower))
+        for (dev, ino), paths in names.items():
+            origin = f"l:{index}:{dev}:{ino}".encode()
+            hidden = sum(1 for p in paths if ctx.upper_stat(p) is not None
+                         and _origin_of(ctx, p) != origin)
+            if d.kernel - d.cowfs <= hidden:
+                return True
+    return False
+
+
+def _origin_of(ctx: Context, path: str) -> bytes | None:
+    try:
+        return os.getxattr(os.path.join(ctx.cowfs_upper, path), "user.overlay.cowfs.origin",
+                           follow_symlinks=False)
+    except OSError:
+        return None
+
+
+def _lower_hardlink_renamed_over_itself(d: Diff, ctx: Context) -> bool:
+    """A name of a lower hard link renamed over another name of it: the kernel copied it up
+    and renamed (a whiteout at the source, the copy at the target), cowfs did nothing. So: a
+    path naming a lower hard link that the cowfs upper does not have, and the kernel upper has
+    as a whiteout (anything differs: the name is gone there) or as a copy (its ino and nlink);
+    or a listing whose only difference is names of the first kind, which only cowfs lists."""
+    if d.field == "ok" and isinstance(d.kernel, list) and isinstance(d.cowfs, list):
+        if not all(isinstance(n, str) for n in d.kernel + d.cowfs) or d.path is None:
+            return False
+        extra = set(d.cowfs) - set(d.kernel)
+        return (bool(extra) and set(d.kernel) <= set(d.cowfs) and all(
+            _kernel_only_lower_link(ctx, n if d.path.strip("/") in ("", ".")
+                                    else f"{d.path.rstrip('/')}/{n}") == "whiteout"
+            for n in extra))
+    kernel_has = _kernel_only_lower_link(ctx, d.path)
+    return kernel_has == "whiteout" or (kernel_has == "copy" and _field(d) in ("ino", "nlink"))
+
+
+def _kernel_only_lower_link(ctx: Context, path: str | None) -> str | None:
+    """"whiteout" or "copy": what the kernel upper has at PATH, a name of a lower hard link
+    that the cowfs upper does not have; else None."""
+    if not _names_lower_link(ctx, path) or ctx.kernel_upper is None:
+        return None
+    try:
+        st = os.lstat(os.path.join(ctx.kernel_upper, path))
+    except OSError:
+        return None
+    if ctx.upper_stat(path) is not None:
+        return None
+    return "whiteout" if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0 else "copy"
 
 
 def _lseek_holes(d: Diff, ctx: Context) -> bool:
@@ -1172,20 +1259,51 @@ EXPECTED_DIFFERENCES: tuple[Expected, ...] = (
     ),
     Expected(
         "hardlink-ino",
-        "st_ino of a non-directory with several names. Kernel overlay (without index=on) shows "
-        "the names of a lower hard link as one inode until a copy-up breaks the link, and after "
-        "a hard link is made through the mount to a copied-up object it shows the new name with "
+        "st_ino of a non-directory with several names. After a hard link is made through the "
+        "mount to a copied-up object, kernel overlay (without index=on) shows the new name with "
         "the upper inode's number and the old one with the lower origin's (one object, two "
         "st_ino, until a remount; renaming one of those names over the other then fails with "
-        "ESTALE). FUSE has one inode per node id and pyfuse3 makes st_ino the node id: cowfs "
-        "gives each lower name of a lower hard link its own st_ino (one node for both would let "
-        "a write through one name show through the other, where the kernel breaks the link), "
-        "and one st_ino to all names of a link made through the mount. Contents and st_nlink "
-        "behave as on the kernel. Matches only the ino field of an entry whose type is not a "
-        "directory and whose st_nlink is over 1, or that had several names earlier in the run "
-        "(st_nlink over 1 when its st_ino first showed, or a link op on its path), or whose "
-        "path names a lower hard link; and that rename's ESTALE.",
+        "ESTALE); cowfs shows one st_ino for all names of one object, as POSIX wants. Matches "
+        "only the ino field of an entry whose type is not a directory and whose st_nlink is "
+        "over 1, or that had several names earlier in the run (st_nlink over 1 when its st_ino "
+        "first showed, or a link op on its path); and that rename's ESTALE.",
         _hardlink_ino,
+    ),
+    Expected(
+        "lower-hardlink-copyup",
+        "A lower hard link after a copy-up. Kernel overlay without index=on (the rootless "
+        "kernel cannot have index=on) breaks the link: the name copied up becomes an upper "
+        "file of its own (st_nlink 1, the upper inode's number) and the other names keep "
+        "showing the lower object, old contents and attributes. cowfs copies the object once "
+        "and links every name the view shows to the copy, as the kernel does as root with "
+        "index=on (tests/test_hardlinks.py compares with that). Matches anything about a path "
+        "that names a lower hard link (a non-directory of st_nlink over 1 in the topmost lower "
+        "holding the path) and is in the cowfs upper, or that is in the cowfs upper as a hard "
+        "link of such a path (a link made through the mount to a lower hard link).",
+        _lower_hardlink_copyup,
+    ),
+    Expected(
+        "index-nlink-hidden-names",
+        "st_nlink of a lower hard link after its copy-up, against the kernel as root with "
+        "index=on (the reference for lower hard links): the kernel keeps counting the lower "
+        "names that the upper hides (shadowed by an upper entry, whited out, under an opaque "
+        "dir), which no one can find through the mount; cowfs counts the names the merged "
+        "view shows, all of them links of its copy. Matches only an nlink where the kernel's "
+        "is higher than cowfs's by at most the number of names of one lower hard link that "
+        "the cowfs upper hides (a whiteout or another object there, not its copy).",
+        _index_counts_hidden_names,
+    ),
+    Expected(
+        "lower-hardlink-rename",
+        "rename(2) of one name of a lower hard link over another name of it. POSIX says two "
+        "names of one file make rename do nothing, and so do cowfs and the kernel as root with "
+        "index=on (one overlay inode); the rootless kernel sees two inodes, copies the source "
+        "up and renames it over the target. Matches only a path naming a lower hard link "
+        "(a non-directory of st_nlink over 1 in the topmost lower holding it) that is not in "
+        "the cowfs upper and is a whiteout in the kernel upper (any field), or a copy there "
+        "(ino and nlink); and a listing whose only difference is names of the first kind, "
+        "which cowfs lists and the kernel does not.",
+        _lower_hardlink_renamed_over_itself,
     ),
     Expected(
         "lseek-holes",

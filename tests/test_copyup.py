@@ -91,7 +91,7 @@ def test_copy_up_of_file_owned_by_another_user(overlay_pair):
 
 def test_hardlinked_lower_file(overlay_pair):
     """Kernel overlay (no index=on) reports lower hardlinks as one inode until a copy-up breaks
-    the link; SEMANTICS.md makes keeping them a cowfs goal (then an EXPECTED entry is due)."""
+    the link; cowfs keeps them one object (EXPECTED lower-hardlink-copyup; test_hardlinks.py)."""
     pair = overlay_pair({**LOWER, "hard1": "shared\n", "hard2": Hardlink("hard1")})
     out = pair.run([
         ["stat", "hard1"], ["stat", "hard2"],

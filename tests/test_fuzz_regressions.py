@@ -169,6 +169,12 @@ CASES = [
         [["chmod", "b", 0o444], ["rename", "c", "b"], ["listdir", "b"],
          ["unlink", "d/x"], ["chmod", "d", 0o555], ["rmdir", "d"]],
         id="rename-over-read-only-dir-with-whiteouts"),
+    pytest.param(
+        [{"a": D(), "c": {"t": "l", "target": "c/a"}}], {},
+        [["rename", "c", "a/a", "NOREPLACE"], ["rename", "a/a", "a/b"], ["link", "a/b", "a/a"],
+         ["rename", "a", "a"], ["chmod", "a", 0o444], ["opendir", "D1", "a"],
+         ["readdir", "D1"]],
+        id="link-history-survives-rename-onto-itself"),
 ]
 
 
