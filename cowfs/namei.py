@@ -105,19 +105,9 @@ def resolve(upper: UpperLayer | None, lowers: list[Layer], origins: dict[bytes, 
     directory): one listing of a lower dir is cheaper than a probe for every name in it."""
     top: Entry | None = None
     if parent_upper and upper is not None:
-        st = upper.try_lstat(path)
-        if st is not None:
-            if markers.is_whiteout(st):
-                return None
-            if not stat.S_ISDIR(st.st_mode):
-                return Entry(stat.S_IFMT(st.st_mode), st, True, (), False,
-                             _upper_key(upper, path, st, origins))
-            if not parent_lowers:  # nothing below to merge with or to hide: no marker to read
-                return Entry(stat.S_IFDIR, st, True, (), False, upper_key(st))
-            opaque = markers.is_opaque_value(upper.try_getxattr(path, markers.OPAQUE))
-            top = Entry(stat.S_IFDIR, st, True, (), opaque, upper_key(st))
-            if opaque:
-                return top
+        top, final, _ = _upper_part(upper, origins, parent_lowers, path, False)
+        if final:
+            return top
     found = _lower_stack(lowers, parent_lowers, path, name, top is not None, marks)
     if not found:
         return top
@@ -132,6 +122,26 @@ def resolve(upper: UpperLayer | None, lowers: list[Layer], origins: dict[bytes, 
     top.lowers = tuple(i for i, s in found)
     top.key = lower_key(lowers[index], path, st)
     return top
+
+
+def _upper_part(upper: UpperLayer, origins: dict[bytes, bytes], parent_lowers: tuple[int, ...],
+                path: bytes, redirects: bool) -> tuple[Entry | None, bool, bytes | None]:
+    """The upper's object at PATH: (its entry, whether the lowers below cannot take part (a
+    whiteout, a non-directory, an opaque dir, a dir with nothing below), its redirect if
+    REDIRECTS)."""
+    st = upper.try_lstat(path)
+    if st is None:
+        return None, False, None
+    if markers.is_whiteout(st):
+        return None, True, None
+    if not stat.S_ISDIR(st.st_mode):
+        return Entry(stat.S_IFMT(st.st_mode), st, True, (), False,
+                     _upper_key(upper, path, st, origins)), True, None
+    redirect = redirect_of(upper, path) if redirects else None
+    if not parent_lowers and redirect is None:  # nothing below to merge with: no marker to read
+        return Entry(stat.S_IFDIR, st, True, (), False, upper_key(st)), True, None
+    opaque = markers.is_opaque_value(upper.try_getxattr(path, markers.OPAQUE))
+    return Entry(stat.S_IFDIR, st, True, (), opaque, upper_key(st)), opaque, redirect
 
 
 def _lower_stack(lowers: list[Layer], parent_lowers: tuple[int, ...], path: bytes, name: bytes,
@@ -209,20 +219,9 @@ def resolve_following(upper: UpperLayer | None, lowers: list[Layer], origins: di
     top: Entry | None = None
     redirect = None
     if parent_upper and upper is not None:
-        st = upper.try_lstat(path)
-        if st is not None:
-            if markers.is_whiteout(st):
-                return None
-            if not stat.S_ISDIR(st.st_mode):
-                return Entry(stat.S_IFMT(st.st_mode), st, True, (), False,
-                             _upper_key(upper, path, st, origins))
-            redirect = redirect_of(upper, path)
-            if not parent_lowers and redirect is None:
-                return Entry(stat.S_IFDIR, st, True, (), False, upper_key(st))
-            opaque = markers.is_opaque_value(upper.try_getxattr(path, markers.OPAQUE))
-            top = Entry(stat.S_IFDIR, st, True, (), opaque, upper_key(st))
-            if opaque:
-                return top
+        top, final, redirect = _upper_part(upper, origins, parent_lowers, path, True)
+        if final:
+            return top
     if name.startswith(markers.OCI_PREFIX):
         return top  # OCI markers are never names in the merged view
     found, moved = _stack_following(lowers, parent_lowers, lprefix, path[: len(path) - len(name)],
