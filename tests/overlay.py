@@ -889,7 +889,7 @@ def _by_name(result: Any) -> Any:
 
 
 _PATH_OPS = {"stat", "lstat", "stat_times", "lstat_times", "getxattr", "listxattr", "readlink",
-             "read_file", "access", "listdir", "scandir", "exists"}
+             "read_file", "access", "listdir", "scandir", "exists", "tree"}
 
 
 def _op_path(ops: list, i: int) -> str | None:
@@ -906,9 +906,17 @@ def _op_path(ops: list, i: int) -> str | None:
     return None
 
 
-def _diff_path(ops: list, i: int, fld: str, listing: bool) -> str | None:
-    """The path a difference is about: an entry's own path for a listing's entry fields."""
+def _diff_path(ops: list, i: int, fld: str, listing: bool,
+               tree_keys: set[str] | None = None) -> str | None:
+    """The path a difference is about: an entry's own path for a listing's or a tree's entry
+    fields (TREE_KEYS: the paths a "tree" op's results hold, relative to its path)."""
     path = _op_path(ops, i)
+    if tree_keys and path is not None and fld.startswith("ok."):
+        rest = fld[3:]
+        name = max((k for k in tree_keys if rest == k or rest.startswith(k + ".")), key=len,
+                   default=None)
+        if name is not None:
+            return path if name == "." else os.path.normpath(os.path.join(path, name))
     if listing and path is not None and fld.startswith("ok."):
         head, _, last = fld[3:].rpartition(".")  # ok.NAME.FIELD, or ok.NAME (a missing entry)
         name = head if head and last in ("type", "ino", "nlink") else fld[3:]
@@ -935,8 +943,10 @@ def compare_results(ops: list, kernel: list, cowfs: list) -> list[Diff]:
             first.setdefault(e["ino"], e)
         where = f"op[{i}] {json.dumps(op)[:120]}"
         listing = bk is not k or bc is not c
+        tree_keys = ({*k["ok"], *c["ok"]} if op[0] == "tree" and isinstance(k.get("ok"), dict)
+                     and isinstance(c.get("ok"), dict) else None)
         for fld, kv, cv, held in _leaf_diffs(bk, bc):
-            path = _diff_path(ops, i, fld, listing)
+            path = _diff_path(ops, i, fld, listing, tree_keys)
             e = first.get(cv) if isinstance(cv, str) else None
             linked = fld.endswith("ino") and (
                 (e is not None and e.get("type") != "d" and (e.get("nlink") or 0) > 1)
