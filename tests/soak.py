@@ -6,9 +6,9 @@ How
 - A lower of a few hundred entries (files of 0 to 256 KiB, some sparse, dirs of several modes
   (0555, 0700 ...), xattrs, symlinks, FIFOs, hard links) is built and hashed (hash_tree). One
   subtree w<i> per worker, plus a shared part no worker changes.
-- The model is the same tree built a second time, as a plain directory, with one difference: a
-  lower hard link is built as separate files (copy-up breaks a lower hard link, as on kernel
-  overlayfs; see tests/soakworker.py for the other place cowfs must differ from a plain dir).
+- The model is the same tree built a second time, as a plain directory, hard links and all (the
+  names of a lower hard link are one object through cowfs, before and after a copy-up; see
+  tests/soakworker.py for the place cowfs must differ from a plain dir).
 - P workers (tests/soakworker.py) run as the unprivileged test user, each a seeded random mix of
   write/append/overwrite/truncate (some fsync'ed), create, save-by-rename, unlink, mkdir, rmdir,
   rename (over existing names too), link, symlink, mkfifo, chmod, utime, setxattr/removexattr
@@ -27,12 +27,11 @@ How
   mtime of every non-directory whose mtime is older than the soak: built so, or set by utime).
   Not compared: other times (both sides set "now" at different instants; directories' mtimes
   also move with every entry) and raw inode numbers (tree_dump labels each inode by the first
-  path it was met at: identity still compares). A link count may differ in one way only: a name
-  still served from a lower hard link shows the lower's count, the model's separate file 1.
+  path it was met at: identity still compares).
   Then: clean unmount, the work dir empty, `cowfs fsck` clean; the upper mounted by kernel
-  overlayfs (userxattr, a fresh work dir) shows the same tree (where a lower hard link is still
-  served from the lower, the kernel shows one inode for its names, cowfs one per name: README
-  "Differences"); the lower's hash unchanged.
+  overlayfs (userxattr, a fresh work dir) shows the same tree (a lower hard link copied up by
+  cowfs is linked under every name in the upper, which the kernel reads as one inode too); the
+  lower's hash unchanged.
 
 Usage (root; `make soak SECONDS=N [SEED=S]` runs it in a private mount namespace):
     python tests/soak.py --seconds N [--seed S] [--procs P] [--interval MIN MAX] [-v]
@@ -104,8 +103,7 @@ def make_spec(seed, procs: int) -> tuple[dict, dict, dict[str, list[str]]]:
         spec[f"w{w}"] = Dir({f"d{i}": _dir(r, f"w{w}/d{i}", 2, links) for i in range(3)}
                             | {"top": _file(r)})
     spec["shared"] = _dir(r, "shared", 2, [])  # read through the mount only: no worker changes it
-    lower = _with_links(spec, links, as_copies=False)
-    model = _with_links(spec, links, as_copies=True)
+    lower = model = _with_links(spec, links)
     dirs: dict[str, list[str]] = {}
     for w in range(procs):
         dirs[f"w{w}"] = [p for p, e in _walk(spec[f"w{w}"], f"w{w}") if isinstance(e, Dir)]
@@ -129,14 +127,13 @@ def _lookup(spec: dict, path: str):
     return e
 
 
-def _with_links(spec: dict, links: list, as_copies: bool) -> dict:
-    """SPEC (a deep copy) with each (name, target) of LINKS: a hard link, or a copy of it."""
+def _with_links(spec: dict, links: list) -> dict:
+    """SPEC (a deep copy) with each (name, target) of LINKS as a hard link."""
     import copy
     out = copy.deepcopy(spec)
     for name, target in links:
         parent, _, base = name.rpartition("/")
-        tgt = _lookup(out, target)
-        _lookup(out, parent).children[base] = copy.deepcopy(tgt) if as_copies else Hardlink(target)
+        _lookup(out, parent).children[base] = Hardlink(target)
     return out
 
 
@@ -310,8 +307,8 @@ class Soak:
             self._mount()
             for w in range(self.procs):
                 cfg = {"wid": f"w{w}", "seed": self.res.seed, "mnt": lay.mnt, "model": model,
-                       "upper": lay.upper, "lower": lower, "roots": [f"w{w}"],
-                       "lower_dirs": lower_dirs[f"w{w}"], "log": f"{logs}/w{w}.ops",
+                       "roots": [f"w{w}"], "lower_dirs": lower_dirs[f"w{w}"],
+                       "log": f"{logs}/w{w}.ops",
                        "start_ns": self.start_ns}
                 self.workers.append(WorkerProc(cfg, script))
             end = self.t0 + self.seconds
@@ -363,7 +360,7 @@ class Soak:
         want = overlay.dump_tree(model)
         merged = overlay.dump_tree(lay.mnt)
         old = self._old_mtimes(want, merged, model, lay.mnt)
-        diffs = tree_diffs(want, merged, lay.upper, lower)
+        diffs = tree_diffs(want, merged)
         if diffs:
             res.failures.append(f"merged tree differs from the model ({len(diffs)} entries):\n"
                                 + "\n".join(diffs[:20]))
@@ -380,7 +377,7 @@ class Soak:
             want = overlay.dump_tree(model)
             kernel = overlay.dump_tree(km.mnt)
             self._old_mtimes(want, kernel, model, km.mnt)
-            diffs = tree_diffs(want, kernel, lay.upper, lower, kernel=True)
+            diffs = tree_diffs(want, kernel)
         if diffs:
             res.failures.append(f"the upper mounted by kernel overlayfs differs from the model "
                                 f"({len(diffs)} entries):\n" + "\n".join(diffs[:20]))
@@ -418,38 +415,11 @@ class Soak:
             shutil.rmtree(self.lay.base, ignore_errors=True)
 
 
-def tree_diffs(model: dict, merged: dict, upper: str, lower: str,
-               kernel: bool = False) -> list[str]:
-    """Entries of MERGED that differ from MODEL, but for the link count of a name still served
-    from a lower hard link (the model holds a separate file there) and, on the KERNEL's overlay,
-    the inode such a name shows (the kernel shows one for all names of a lower hard link, cowfs
-    one per name: README "Differences")."""
-    out = []
-    for p in sorted(set(model) | set(merged)):
-        a, b = model.get(p), merged.get(p)
-        if a == b:
-            continue
-        if a is not None and b is not None and a.get("nlink") == 1 and b.get("nlink", 0) > 1 \
-                and _lower_link_count(upper, lower, p) == b["nlink"]:
-            b = {**b, "nlink": 1}
-            if kernel and b.get("ino") != a.get("ino") \
-                    and _lower_link_count(upper, lower, b.get("ino", "")) is not None:
-                b["ino"] = a["ino"]
-            if a == b:
-                continue
-        out.append(f"  {p}:\n    model  {json.dumps(a, sort_keys=True)}\n"
-                   f"    cowfs  {json.dumps(b, sort_keys=True)}")
-    return out
-
-
-def _lower_link_count(upper: str, lower: str, path: str) -> int | None:
-    if os.path.lexists(os.path.join(upper, path)):
-        return None
-    try:
-        st = os.lstat(os.path.join(lower, path))
-    except OSError:
-        return None
-    return st.st_nlink if st.st_nlink > 1 else None
+def tree_diffs(model: dict, merged: dict) -> list[str]:
+    """Entries of MERGED that differ from MODEL."""
+    return [f"  {p}:\n    model  {json.dumps(model.get(p), sort_keys=True)}\n"
+            f"    cowfs  {json.dumps(merged.get(p), sort_keys=True)}"
+            for p in sorted(set(model) | set(merged)) if model.get(p) != merged.get(p)]
 
 
 # ---------------------------------------------------------------------------------------------
